@@ -1,0 +1,136 @@
+"""ingest_flow: DICOM source + labels CSV -> a new PHI-free dataset version (or none if nothing is new)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+from pydantic import BaseModel, Field
+from tqdm import tqdm
+
+from tasks import dataset, deid
+from tasks.dicom import Limits
+from tasks.labels import Plan, plan
+from tasks.parallel import Decoded, decode_all
+from tasks.publish import publish_version, write_rejects
+from tasks.reconcile import Outcome, reconcile
+from tasks.splits import SplitFractions, audit
+
+
+class IngestParams(BaseModel):
+    """What to ingest and where; every location is a path or ``s3://`` URI."""
+
+    source: str = Field(description="folder or s3:// prefix holding the DICOM files")
+    labels: str = Field(description="labels CSV: columns path, label[, split]")
+    dataset: str = Field(description="dataset location (Delta table)")
+    rejects: str = Field("rejects.csv", description="where to write path,reason,detail for refused inputs (outside the dataset)")
+    image_size: int = Field(128, ge=8, le=2048, description="stored images are image_size x image_size (letterboxed)")
+    seed: int = Field(0, description="seed of the patient-level split")
+    train_fraction: float = Field(0.7, ge=0, le=1)
+    val_fraction: float = Field(0.15, ge=0, le=1)
+    test_fraction: float = Field(0.15, ge=0, le=1)
+    allow_split_leakage: bool = Field(False, description="accept CSV splits that put one patient in two splits")
+    max_pixels: int = Field(Limits.max_pixels, description="refuse images with more Rows x Columns")
+    max_file_bytes: int = Field(Limits.max_file_bytes, description="refuse larger files unread")
+
+
+IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
+QUIET = {"persist_result": False, "cache_policy": NONE}
+
+
+@task(**IO_RETRIES, **QUIET)
+def plan_inputs(params: IngestParams) -> Plan:
+    return plan(params.source, params.labels)
+
+
+@task(**IO_RETRIES, **QUIET)
+def read_dataset_index(uri: str):
+    return dataset.read_index(uri)
+
+
+@task(**QUIET)
+def decode_on_ray(params: IngestParams, work: Plan, index) -> Decoded:
+    limits = Limits(max_file_bytes=params.max_file_bytes, max_pixels=params.max_pixels)
+    known = set(index.column("source_sha256").to_pylist())
+    with tqdm(total=len(work.items), unit="file", desc="decoding", disable=not sys.stderr.isatty()) as bar:
+        return decode_all(params.source, work.items, known, deid.load_pseudonym_key(), params.image_size, limits, bar.update)
+
+
+@task(**QUIET)
+def decide_outcomes(params: IngestParams, work: Plan, decoded: Decoded, index) -> Outcome:
+    fractions = SplitFractions(params.train_fraction, params.val_fraction, params.test_fraction)
+    return reconcile(work.items, decoded.results, index, fractions, params.seed,
+                     deid.load_pseudonym_key(), params.allow_split_leakage)
+
+
+@task(**IO_RETRIES, **QUIET)
+def publish(params: IngestParams, decoded: Decoded, outcome: Outcome, counts: dict) -> int | None:
+    return publish_version(params.dataset, decoded, outcome, counts)
+
+
+@task(**IO_RETRIES, **QUIET)
+def save_rejects(params: IngestParams, work: Plan, outcome: Outcome) -> None:
+    paths = {item.index: item.path for item in work.items}
+    rows = work.rejects + [(paths[i], reason, detail) for i, reason, detail in outcome.rejects]
+    write_rejects(params.rejects, rows)
+
+
+def summarize(work: Plan, outcome: Outcome) -> dict:
+    """Counts only: no paths, no identifiers."""
+    reasons = Counter(r for _, r, _ in work.rejects) + Counter(r for _, r, _ in outcome.rejects)
+    return {
+        "inputs": len(work.items) + len(work.rejects),
+        "added": len(outcome.keep),
+        "unchanged": outcome.unchanged,
+        "relabelled_not_applied": outcome.relabelled,
+        "rejected": sum(reasons.values()),
+        "rejected_by_reason": dict(sorted(reasons.items())),
+        "added_per_split": dict(sorted(Counter(outcome.keep.values()).items())),
+    }
+
+
+@flow(name="ingest", log_prints=False)
+def ingest_flow(params: IngestParams) -> dict:
+    """Plan, decode on Ray, reconcile, publish one version, write the rejects CSV."""
+    logger = get_run_logger()
+    work = plan_inputs(params)
+    index = read_dataset_index(params.dataset)
+    logger.info("%d labelled files to consider, %d refused before decoding", len(work.items), len(work.rejects))
+    decoded = decode_on_ray(params, work, index)
+    outcome = decide_outcomes(params, work, decoded, index)
+    summary = summarize(work, outcome)
+    summary["version"] = publish(params, decoded, outcome, summary)
+    save_rejects(params, work, outcome)
+    if summary["version"] is None:
+        summary["version"] = dataset.latest_version(params.dataset)
+    summary["audit"] = audit_task(params.dataset)
+    logger.info("ingest summary: %s", {k: v for k, v in summary.items() if k != "audit"})
+    create_markdown_artifact(key="ingest-summary", markdown=summary_markdown(summary), description="medflow ingest")
+    return summary
+
+
+@task(**IO_RETRIES, **QUIET)
+def audit_task(uri: str) -> dict:
+    if dataset.latest_version(uri) is None:
+        return audit([])
+    index = dataset.read_version(uri, columns=["patient_key", "split"])
+    result = audit(zip(index.column("patient_key").to_pylist(), index.column("split").to_pylist(), strict=True))
+    result.pop("leaked_patient_keys")
+    return result
+
+
+def summary_markdown(summary: dict) -> str:
+    lines = ["# Ingest", "", "| | |", "|---|---|"]
+    for name in ("version", "inputs", "added", "unchanged", "rejected"):
+        lines.append(f"| {name} | {summary.get(name)} |")
+    lines += ["", "## Refused, by reason", "", "| reason | files |", "|---|---|"]
+    lines += [f"| {r} | {n} |" for r, n in summary["rejected_by_reason"].items()]
+    audit_ = summary["audit"]
+    lines += ["", "## Patients per split (whole dataset)", "", "| split | patients |", "|---|---|"]
+    lines += [f"| {s} | {n} |" for s, n in audit_["patients_per_split"].items()]
+    lines += ["", f"Patients in more than one split: **{audit_['patients_in_several_splits']}**"]
+    return "\n".join(lines)
+

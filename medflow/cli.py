@@ -1,0 +1,74 @@
+"""The ``medflow`` command line: each command runs a Prefect flow and prints a short summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+
+
+def _environment_defaults() -> None:
+    """Quiet, self-contained defaults for the embedded mode (each can be overridden)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="synthetic DICOM corpus -> the whole pipeline, locally")
+    demo.add_argument("--out", default="medflow-demo", help="folder for the corpus, dataset and outputs")
+    demo.add_argument("--patients", type=int, default=40)
+    demo.add_argument("--images-per-patient", type=int, default=4)
+
+    ingest = sub.add_parser("ingest", help="DICOM source + labels CSV -> a new dataset version")
+    ingest.add_argument("source", help="folder or s3://bucket/prefix of DICOM files")
+    ingest.add_argument("--labels", required=True, help="CSV with columns path,label[,split]")
+    ingest.add_argument("--dataset", required=True, help="dataset URI (path or s3://)")
+    ingest.add_argument("--rejects", default="rejects.csv", help="CSV for refused inputs (default ./rejects.csv)")
+    ingest.add_argument("--image-size", type=int, default=128)
+    ingest.add_argument("--seed", type=int, default=0, help="seed of the patient-level split")
+    ingest.add_argument("--split-fractions", default="0.7,0.15,0.15", help="train,val,test fractions")
+    ingest.add_argument("--allow-split-leakage", action="store_true",
+                        help="accept CSV splits that put one patient in two splits")
+
+    ds = sub.add_parser("dataset", help="inspect or export a dataset")
+    ds_sub = ds.add_subparsers(dest="dataset_command", required=True)
+    info = ds_sub.add_parser("info", help="versions, rows per split and label, leakage audit")
+    info.add_argument("uri")
+    info.add_argument("--version", type=int)
+    info.add_argument("--json", action="store_true", help="print JSON")
+    export = ds_sub.add_parser("export", help="one version as a single Parquet file")
+    export.add_argument("uri")
+    export.add_argument("--out", required=True)
+    export.add_argument("--version", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _environment_defaults()
+    args = build_parser().parse_args(argv)
+    from medflow import commands  # imported late: Prefect reads the environment at import
+
+    try:
+        return commands.run(args)
+    except commands.CONFIGURATION_ERRORS as exc:
+        print(f"medflow: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def new_demo_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

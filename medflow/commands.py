@@ -1,0 +1,113 @@
+"""What each CLI command does: call its flow, then print a short, PHI-free summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from pydantic import ValidationError
+
+from flows.ingest import IngestParams, ingest_flow
+from tasks import dataset, deid, storage
+from tasks.labels import LabelsError
+from tasks.splits import SplitLeakageError
+from tasks.synthetic import write_corpus
+
+CONFIGURATION_ERRORS = (
+    LabelsError,
+    deid.PseudonymKeyError,
+    SplitLeakageError,
+    dataset.DatasetNotFoundError,
+    ValidationError,
+    ValueError,
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "ingest":
+        return ingest(args)
+    if args.command == "dataset":
+        return dataset_info(args) if args.dataset_command == "info" else dataset_export(args)
+    if args.command == "demo":
+        return demo(args)
+    raise AssertionError(args.command)
+
+
+def _fractions(text: str) -> dict[str, float]:
+    try:
+        train, val, test = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--split-fractions must be three numbers like 0.7,0.15,0.15, got {text!r}") from None
+    return {"train_fraction": train, "val_fraction": val, "test_fraction": test}
+
+
+def ingest(args: argparse.Namespace) -> int:
+    params = IngestParams(
+        source=args.source, labels=args.labels, dataset=args.dataset, rejects=args.rejects,
+        image_size=args.image_size, seed=args.seed, allow_split_leakage=args.allow_split_leakage,
+        **_fractions(args.split_fractions),
+    )
+    print_ingest_summary(ingest_flow(params), params)
+    return 0
+
+
+def print_ingest_summary(summary: dict, params: IngestParams) -> None:
+    print(f"dataset {params.dataset}: version {summary['version']}")
+    print(f"  inputs {summary['inputs']}, added {summary['added']}, unchanged {summary['unchanged']}, "
+          f"rejected {summary['rejected']}")
+    for reason, count in summary["rejected_by_reason"].items():
+        print(f"    {reason}: {count}")
+    if summary["relabelled_not_applied"]:
+        print(f"  note: {summary['relabelled_not_applied']} already-ingested images have a new label in the CSV; "
+              "labels of ingested images are not rewritten")
+    audit = summary["audit"]
+    print(f"  patients per split {audit['patients_per_split']}, in several splits: {audit['patients_in_several_splits']}")
+    print(f"  rejects written to {params.rejects}")
+
+
+def dataset_info(args: argparse.Namespace) -> int:
+    info = dataset.describe(args.uri, args.version)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"dataset {info['uri']}  version {info['version']}  rows {info['rows']}")
+    print("versions:")
+    for entry in info["versions"]:
+        added = (entry["summary"] or {}).get("added", "-")
+        print(f"  v{entry['version']}  {entry['operation']}  added {added}")
+    print("rows per split and label:")
+    for split, labels in info["rows_per_split_and_label"].items():
+        print(f"  {split}: {labels}")
+    audit = info["audit"]
+    print(f"patients {audit['patients']}, per split {audit['patients_per_split']}")
+    print(f"leakage audit: {audit['patients_in_several_splits']} patient(s) in more than one split")
+    return 0
+
+
+def dataset_export(args: argparse.Namespace) -> int:
+    rows = dataset.export(args.uri, args.out, args.version)
+    print(f"exported {rows} rows of {args.uri} (version {args.version if args.version is not None else 'latest'}) to {args.out}")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    out = os.path.abspath(args.out)
+    source = os.path.join(out, "source")
+    if not os.environ.get(deid.KEY_ENV):
+        key_file = os.path.join(out, "pseudonym.key")
+        os.makedirs(out, exist_ok=True)
+        if not os.path.exists(key_file):
+            from medflow.cli import new_demo_key
+
+            storage.write_bytes_atomic(key_file, new_demo_key().encode())
+            os.chmod(key_file, 0o600)
+        os.environ[deid.KEY_ENV] = open(key_file).read().strip()
+        print(f"demo: no {deid.KEY_ENV} set; using a local demo key stored in {key_file}")
+    if not os.path.exists(os.path.join(source, "labels.csv")):
+        print(f"demo: writing a synthetic DICOM corpus to {source}")
+        write_corpus(source, n_patients=args.patients, images_per_patient=args.images_per_patient)
+    params = IngestParams(source=source, labels=os.path.join(source, "labels.csv"),
+                          dataset=os.path.join(out, "dataset"), rejects=os.path.join(out, "rejects.csv"))
+    print_ingest_summary(ingest_flow(params), params)
+    return 0

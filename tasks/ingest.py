@@ -1,0 +1,122 @@
+"""Per-file and per-batch ingestion work: read, hash, decode, pseudonymise -> an Arrow batch.
+
+Plain functions: Ray runs ``process_batch`` in parallel, tests call it directly. Identifiers are
+turned into keyed pseudonyms here, inside the worker; nothing identifying is returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from tasks import deid, storage
+from tasks.dicom import Limits, Rejection, decode, transfer_syntax
+from tasks.labels import Item
+
+READ_ATTEMPTS = 3
+
+# Columns each worker produces; the driver adds ``split`` when it publishes the version.
+STAGED_SCHEMA = pa.schema(
+    [
+        ("image_key", pa.string()),
+        ("patient_key", pa.string()),
+        ("label", pa.string()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("pixels", pa.binary()),
+        ("source_sha256", pa.string()),
+        ("pixels_sha256", pa.string()),
+        ("modality", pa.string()),
+        ("photometric_interpretation", pa.string()),
+        ("bits_stored", pa.int32()),
+        ("original_height", pa.int32()),
+        ("original_width", pa.int32()),
+        ("transfer_syntax", pa.string()),
+    ]
+)
+
+
+@dataclass
+class BatchResult:
+    """What one batch returns to the driver: pixels as Arrow, small facts, refusals by item index."""
+
+    table: pa.Table
+    index: list[int] = field(default_factory=list)  # item index of each table row
+    keys: list[tuple[str, str, str, str]] = field(default_factory=list)  # (image, patient, source sha, pixels sha) per row
+    unchanged: list[tuple[int, str]] = field(default_factory=list)  # (item index, sha) already ingested
+    rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (item index, reason, detail)
+
+
+def read_source(uri: str, size: int, limits: Limits) -> bytes:
+    """The file's bytes; refuses oversize files unread and retries transient read errors."""
+    if size > limits.max_file_bytes:
+        raise Rejection("too_large", f"file is {size} bytes, limit {limits.max_file_bytes}")
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return storage.read_bytes(uri, limit=limits.max_file_bytes + 1)
+        except FileNotFoundError:
+            raise Rejection("missing_file", "file vanished before it was read") from None
+        except OSError as exc:
+            if attempt == READ_ATTEMPTS - 1:
+                raise Rejection("read_error", f"{type(exc).__name__} after {READ_ATTEMPTS} attempts") from None
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def image_row(data: bytes, sha: str, label: str, key: bytes, image_size: int, limits: Limits) -> dict:
+    """Decode one file into a dataset row (allowlisted fields only)."""
+    ds, pixels = decode(data, image_size, limits)
+    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
+    patient_id = str(ds.get("PatientID", "") or "")
+    image_key = deid.pseudonym(key, "image", sop_uid or f"sha:{sha}")
+    return {
+        "image_key": image_key,
+        # without (0010,0020) Patient ID the image is its own patient
+        "patient_key": deid.pseudonym(key, "patient", patient_id) if patient_id else deid.pseudonym(key, "patient-of-image", image_key),
+        "label": label,
+        "height": pixels.shape[0],
+        "width": pixels.shape[1],
+        "pixels": pixels.tobytes(),
+        "source_sha256": sha,
+        "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
+        "modality": deid.safe_modality(ds.get("Modality")),
+        "photometric_interpretation": deid.safe_photometric(ds.get("PhotometricInterpretation")),
+        "bits_stored": int(ds.get("BitsStored", 0) or 0),
+        "original_height": int(ds.Rows),
+        "original_width": int(ds.Columns),
+        "transfer_syntax": deid.safe_transfer_syntax(transfer_syntax(ds)),
+    }
+
+
+def process_batch(
+    source: str,
+    items: list[Item],
+    known_sha: frozenset[str] | set[str],
+    key: bytes,
+    image_size: int,
+    limits: Limits = Limits(),
+) -> BatchResult:
+    """Process files one by one; a bad file becomes a refusal, never an exception."""
+    rows: list[dict] = []
+    result = BatchResult(table=STAGED_SCHEMA.empty_table())
+    for item in items:
+        try:
+            data = read_source(storage.join(source, *item.path.split("/")), item.size, limits)
+            sha = hashlib.sha256(data).hexdigest()
+            if sha in known_sha:
+                result.unchanged.append((item.index, sha))
+                continue
+            row = image_row(data, sha, item.label, key, image_size, limits)
+            rows.append(row)
+            result.index.append(item.index)
+            result.keys.append((row["image_key"], row["patient_key"], sha, row["pixels_sha256"]))
+        except Rejection as rej:
+            result.rejects.append((item.index, rej.reason, rej.detail))
+        except Exception as exc:  # a decoder bug must not stop the run; the type name carries no PHI
+            result.rejects.append((item.index, "internal_error", type(exc).__name__))
+    if rows:
+        result.table = pa.Table.from_pylist(rows, schema=STAGED_SCHEMA)
+    return result

@@ -1,0 +1,120 @@
+"""The labels CSV and the source listing -> the work list, with every refusal decided up front.
+
+Paths are checked lexically and (locally) through symlinks before any file is opened.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+
+from tasks import storage
+
+SPLITS = ("train", "val", "test")
+
+
+class LabelsError(ValueError):
+    """The labels CSV as a whole is unusable (missing columns, unreadable)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled input to decode: ``index`` keys it in the run, ``path`` is relative to the source."""
+
+    index: int
+    path: str
+    label: str
+    split: str | None  # from the CSV, None when medflow assigns it
+    size: int
+
+
+@dataclass
+class Plan:
+    items: list[Item] = field(default_factory=list)
+    rejects: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, detail)
+
+
+def read_labels(labels_uri: str) -> list[dict[str, str]]:
+    """Rows of the labels CSV; requires ``path`` and ``label`` columns."""
+    try:
+        text = storage.read_bytes(labels_uri).decode("utf-8-sig")
+    except FileNotFoundError:
+        raise LabelsError(f"labels CSV not found: {labels_uri}") from None
+    except UnicodeDecodeError:
+        raise LabelsError("labels CSV is not UTF-8 text") from None
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {c.strip().lower() for c in reader.fieldnames or []}
+    missing = {"path", "label"} - columns
+    if missing:
+        raise LabelsError(f"labels CSV lacks column(s) {sorted(missing)}; found {sorted(columns)}")
+    return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
+
+
+def outside_reason(source: str, rel: str) -> str | None:
+    """Why ``rel`` may not be opened below ``source`` (None when it may)."""
+    if not rel:
+        return "empty path"
+    if rel.startswith(("/", "\\")) or "://" in rel or (len(rel) > 1 and rel[1] == ":"):
+        return "absolute path"
+    parts = rel.replace("\\", "/").split("/")
+    if ".." in parts:
+        return "path contains '..'"
+    if not storage.is_remote(source):
+        root = os.path.realpath(storage.local_path(source))
+        target = os.path.realpath(os.path.join(root, *parts))
+        if os.path.commonpath([root, target]) != root:
+            return "path resolves (through a symlink) outside the source"
+    return None
+
+
+def plan(source: str, labels_uri: str) -> Plan:
+    """Match CSV rows to source files; every file and row gets exactly one outcome."""
+    rows = read_labels(labels_uri)
+    listing = dict(storage.list_files(source))
+    labels_rel = _relative_to(source, labels_uri)
+    result = Plan()
+    seen: dict[str, tuple[str, str | None]] = {}
+    conflicted: set[str] = set()
+    for row in rows:
+        rel = row.get("path", "")
+        label, split = row.get("label", ""), (row.get("split") or "").lower() or None
+        why = outside_reason(source, rel)
+        if why:
+            result.rejects.append((rel, "path_outside_source", why))
+            continue
+        rel = rel.replace("\\", "/")
+        if rel in seen:
+            if seen[rel] != (label, split) and rel not in conflicted:
+                conflicted.add(rel)
+                result.rejects.append((rel, "conflicting_labels", "listed again with another label or split"))
+            continue
+        seen[rel] = (label, split)
+        if not label or (split is not None and split not in SPLITS):
+            result.rejects.append((rel, "invalid_label_row", f"label must be non-empty, split one of {SPLITS}"))
+            continue
+        if rel not in listing:
+            result.rejects.append((rel, "missing_file", "no such file in the source"))
+            continue
+        result.items.append(Item(len(result.items), rel, label, split, listing[rel]))
+    for rel in sorted(set(listing) - set(seen) - {labels_rel}):
+        result.rejects.append((rel, "unlabeled", "no row in the labels CSV"))
+    _drop_conflicting(result)
+    return result
+
+
+def _drop_conflicting(result: Plan) -> None:
+    """A path listed twice with different labels is refused entirely, not decoded once."""
+    conflicting = {path for path, reason, _ in result.rejects if reason == "conflicting_labels"}
+    if conflicting:
+        kept = [item for item in result.items if item.path not in conflicting]
+        result.items = [Item(i, it.path, it.label, it.split, it.size) for i, it in enumerate(kept)]
+
+
+def _relative_to(source: str, uri: str) -> str | None:
+    """The labels CSV's own path inside the source, so it is not reported as unlabeled."""
+    src, target = storage.normalize(source), storage.normalize(uri)
+    if target.startswith(src + "/"):
+        return target[len(src) + 1 :]
+    return None

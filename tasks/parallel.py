@@ -1,0 +1,115 @@
+"""Fan ingestion out over Ray: batches of files per task, a bounded number in flight.
+
+Pixels stay in Ray's object store (spilled to disk when large) until the version is published;
+the driver only holds small per-row facts, so its memory does not grow with the corpus.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import ray
+from ray.exceptions import RayError
+
+from tasks.dicom import Limits
+from tasks.ingest import BatchResult, process_batch
+from tasks.labels import Item
+
+
+def ensure_ray() -> None:
+    """Connect to ``RAY_ADDRESS`` when set, else start a local Ray on this machine's cores."""
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address:
+        import tasks
+
+        kwargs["runtime_env"] = {"py_modules": [os.path.dirname(tasks.__file__)]}
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count(), **kwargs)
+
+
+@ray.remote(num_cpus=1, max_retries=2, num_returns=2)
+def _batch_task(source, items, known_sha, key, image_size, limits):
+    result = process_batch(source, items, known_sha, key, image_size, limits)
+    table, result.table = result.table, None
+    return result, table
+
+
+@dataclass
+class Decoded:
+    """Per-batch facts on the driver, pixel tables as object references."""
+
+    results: list[BatchResult] = field(default_factory=list)
+    tables: list[ray.ObjectRef] = field(default_factory=list)
+
+
+def batch_size_for(n_items: int, workers: int, largest: int = 256, smallest: int = 8) -> int:
+    """Enough batches to keep every worker busy, few enough to keep per-task overhead small."""
+    return max(smallest, min(largest, -(-n_items // (4 * max(workers, 1)))))
+
+
+def decode_all(
+    source: str,
+    items: list[Item],
+    known_sha: set[str],
+    key: bytes,
+    image_size: int,
+    limits: Limits = Limits(),
+    on_progress: Callable[[int], None] | None = None,
+) -> Decoded:
+    """Decode every item on Ray; a batch whose worker crashes is redone one file per task."""
+    ensure_ray()
+    workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = batch_size_for(len(items), workers)
+    known_ref = ray.put(frozenset(known_sha))
+    key_ref = ray.put(key)
+    decoded = Decoded()
+    for batch, (meta_ref, table_ref) in _bounded(
+        (items[i : i + size] for i in range(0, len(items), size)),
+        lambda batch: _batch_task.remote(source, batch, known_ref, key_ref, image_size, limits),
+        in_flight=2 * workers,
+    ):
+        for result, table in _collect(batch, meta_ref, table_ref, source, known_ref, key_ref, image_size, limits):
+            decoded.results.append(result)
+            decoded.tables.append(table)
+        if on_progress:
+            on_progress(len(batch))
+    return decoded
+
+
+def _bounded(batches: Iterator[list[Item]], submit: Callable, in_flight: int) -> Iterator[tuple[list[Item], tuple]]:
+    """Submit lazily, keep at most ``in_flight`` tasks running, yield as they finish."""
+    pending: dict[ray.ObjectRef, tuple[list[Item], tuple]] = {}
+    exhausted = False
+    while pending or not exhausted:
+        while not exhausted and len(pending) < in_flight:
+            batch = next(batches, None)
+            if batch is None:
+                exhausted = True
+                break
+            refs = submit(batch)
+            pending[refs[0]] = (batch, refs)
+        if not pending:
+            break
+        done, _ = ray.wait(list(pending), num_returns=1)
+        yield pending.pop(done[0])
+
+
+def _collect(batch, meta_ref, table_ref, source, known_ref, key_ref, image_size, limits):
+    try:
+        return [(ray.get(meta_ref), table_ref)]
+    except RayError:
+        if len(batch) == 1:
+            item = batch[0]
+            crashed = BatchResult(table=None, rejects=[(item.index, "decode_failed", "decoder process crashed")])
+            return [(crashed, ray.put(None))]
+        out = []
+        for item in batch:
+            refs = _batch_task.options(max_retries=0).remote(source, [item], known_ref, key_ref, image_size, limits)
+            out.extend(_collect([item], *refs, source, known_ref, key_ref, image_size, limits))
+        return out

@@ -1,0 +1,89 @@
+"""Decide each decoded file's fate against the dataset and the rest of the run:
+keep (with its split), already ingested, or a duplicate refusal."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from tasks.ingest import BatchResult
+from tasks.labels import Item
+from tasks.splits import SplitFractions, majority, resolve
+
+
+@dataclass
+class Outcome:
+    keep: dict[int, str] = field(default_factory=dict)  # item index -> split
+    unchanged: int = 0
+    relabelled: int = 0  # already ingested, but the CSV now gives another label (labels are not rewritten)
+    rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (item index, reason, detail)
+
+
+def existing_state(index: pa.Table) -> tuple[dict[str, Counter], dict[tuple[str, str], int]]:
+    """Each known patient's splits, and patients per (majority label, split)."""
+    splits: dict[str, Counter] = defaultdict(Counter)
+    labels: dict[str, list[str]] = defaultdict(list)
+    for patient, label, split in zip(*(index.column(c).to_pylist() for c in ("patient_key", "label", "split")), strict=True):
+        splits[patient][split] += 1
+        labels[patient].append(label)
+    counts: Counter = Counter()
+    for patient, split_counts in splits.items():
+        counts[(majority(labels[patient]), majority(split_counts.elements()))] += 1
+    return splits, counts
+
+
+def reconcile(
+    items: list[Item],
+    results: list[BatchResult],
+    index: pa.Table,
+    fractions: SplitFractions,
+    seed: int,
+    key: bytes,
+    allow_leakage: bool = False,
+) -> Outcome:
+    """Deduplicate in CSV order (first occurrence wins) and assign splits to what is kept."""
+    outcome = Outcome()
+    for result in results:
+        outcome.rejects.extend(result.rejects)
+    known_by_sha = dict(zip(index.column("source_sha256").to_pylist(), index.column("label").to_pylist(), strict=True))
+    known_images = dict(zip(index.column("image_key").to_pylist(),
+                            zip(index.column("source_sha256").to_pylist(), index.column("pixels_sha256").to_pylist(), strict=True),
+                            strict=True))
+    facts: dict[int, tuple | None] = {}
+    for result in results:
+        for idx, sha in result.unchanged:
+            facts[idx] = ("unchanged", sha)
+        for idx, keys in zip(result.index, result.keys, strict=True):
+            facts[idx] = ("decoded", *keys)
+    seen_sha: set[str] = set()
+    seen_image: dict[str, tuple[str, str]] = dict(known_images)
+    kept: list[tuple[int, str, str, str | None]] = []
+    for item in items:
+        fact = facts.get(item.index)
+        if fact is None:
+            continue
+        sha = fact[1] if fact[0] == "unchanged" else fact[3]
+        if sha in seen_sha:
+            outcome.rejects.append((item.index, "exact_duplicate", "byte-identical to an earlier input"))
+            continue
+        seen_sha.add(sha)
+        if fact[0] == "unchanged":
+            outcome.unchanged += 1
+            outcome.relabelled += known_by_sha.get(sha) != item.label
+            continue
+        _, image_key, patient_key, _, pixels_sha = fact
+        if image_key in seen_image:
+            if seen_image[image_key][1] == pixels_sha:
+                outcome.rejects.append((item.index, "exact_duplicate", "same SOP Instance UID and pixels as another image"))
+            else:
+                outcome.rejects.append((item.index, "duplicate_sop_instance_uid", "(0008,0018) SOP Instance UID reused with different pixels"))
+            continue
+        seen_image[image_key] = (sha, pixels_sha)
+        kept.append((item.index, patient_key, item.label, item.split))
+    existing_splits, existing_counts = existing_state(index)
+    splits = resolve([(p, lbl, s) for _, p, lbl, s in kept], existing_splits, existing_counts,
+                     fractions, seed, key, allow_leakage)
+    outcome.keep = {idx: split for (idx, *_), split in zip(kept, splits, strict=True)}
+    return outcome

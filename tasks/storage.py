@@ -1,0 +1,134 @@
+"""fsspec URIs for local folders and ``s3://``: listing, reading, atomic publish.
+
+S3 endpoint and credentials come from the environment (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), never from code.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from collections.abc import Iterator
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+S3_RETRIES = 5
+
+
+def is_remote(uri: str) -> bool:
+    """True for URIs with a non-local scheme (``s3://``)."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+def local_path(uri: str) -> str:
+    """A plain absolute path for a local URI (``file://`` or plain path)."""
+    return os.path.abspath(uri.removeprefix("file://"))
+
+
+def normalize(uri: str) -> str:
+    """Absolute local paths, ``s3://`` left as is, no trailing slash."""
+    uri = uri.rstrip("/")
+    return uri if is_remote(uri) else local_path(uri)
+
+
+def filesystem(uri: str) -> fsspec.AbstractFileSystem:
+    """The fsspec filesystem for a URI; S3 with retries and endpoint from the environment."""
+    if not is_remote(uri):
+        return LocalFileSystem()
+    protocol = uri.split("://", 1)[0]
+    if protocol == "s3":
+        kwargs: dict = {"config_kwargs": {"retries": {"max_attempts": S3_RETRIES, "mode": "adaptive"}}}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            kwargs["endpoint_url"] = endpoint
+        return fsspec.filesystem("s3", **kwargs)
+    return fsspec.filesystem(protocol)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI parts with ``/`` (object stores) or the OS separator (local)."""
+    if is_remote(base):
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def strip_protocol(uri: str) -> str:
+    """The path fsspec uses inside its filesystem (``bucket/key`` for S3)."""
+    return uri.split("://", 1)[1] if is_remote(uri) else local_path(uri)
+
+
+def list_files(root: str) -> Iterator[tuple[str, int]]:
+    """Every regular file below ``root`` as (path relative to root, '/'-separated; size).
+
+    Local symlinks are listed but never followed into directories.
+    """
+    if not is_remote(root):
+        base = local_path(root)
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, base).replace(os.sep, "/")
+                try:
+                    size = os.lstat(full).st_size
+                except OSError:
+                    size = -1
+                yield rel, size
+        return
+    fs = filesystem(root)
+    base = strip_protocol(root).rstrip("/")
+    for path, info in fs.find(base, detail=True).items():
+        if info.get("type") == "file":
+            yield path[len(base) + 1 :], int(info.get("size") or 0)
+
+
+def read_bytes(uri: str, limit: int | None = None) -> bytes:
+    """The bytes of one object, at most ``limit`` of them when given."""
+    fs = filesystem(uri)
+    with fs.open(strip_protocol(uri), "rb") as f:
+        return f.read() if limit is None else f.read(limit)
+
+
+def exists(uri: str) -> bool:
+    return filesystem(uri).exists(strip_protocol(uri))
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> None:
+    """Publish ``data`` at ``uri`` so that a reader sees the old object or the new, never half.
+
+    Local: write a temporary sibling, then ``os.replace``. S3: one PUT is atomic.
+    """
+    if is_remote(uri):
+        fs = filesystem(uri)
+        fs.pipe_file(strip_protocol(uri), data)
+        return
+    path = local_path(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def remove_tree(uri: str) -> None:
+    """Delete a folder (or prefix) and everything in it, if present."""
+    fs = filesystem(uri)
+    path = strip_protocol(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def delta_storage_options() -> dict[str, str]:
+    """Options for ``deltalake`` (object_store) built from the same environment as s3fs."""
+    opts: dict[str, str] = {}
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        if os.environ.get(name):
+            opts[name] = os.environ[name]
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+    opts.setdefault("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    return opts
