@@ -101,10 +101,27 @@ def parse(data: bytes) -> Dataset:
         if "end of file" in str(exc).lower() or "bytes" in str(exc).lower():
             raise Rejection("truncated", f"header could not be read to the end ({type(exc).__name__})") from None
         raise Rejection("not_dicom", f"unreadable header ({type(exc).__name__})") from None
+    if is_truncated(ds, data):
+        raise Rejection("truncated", "the file ends inside an element")
     if not getattr(ds, "file_meta", None) or "TransferSyntaxUID" not in ds.file_meta:
         ds.file_meta = ds.file_meta or pydicom.dataset.FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
     return ds
+
+
+_PIXEL_DATA_TAG_BYTES = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def is_truncated(ds: Dataset, data: bytes) -> bool:
+    """pydicom reads a cut file without complaint; these are the traces a cut leaves."""
+    if len(ds) == 0:
+        return True
+    last = ds.get_item(max(ds.keys()))
+    length = getattr(last, "length", _UNDEFINED_LENGTH)
+    if length != _UNDEFINED_LENGTH and last.value is not None and len(last.value) < length:
+        return True
+    return "PixelData" not in ds and any(tag in data for tag in _PIXEL_DATA_TAG_BYTES)
 
 
 def transfer_syntax(ds: Dataset) -> str:
