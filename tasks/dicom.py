@@ -208,6 +208,15 @@ def check_window(ds: Dataset) -> None:
         raise Rejection("invalid_header", "(0028,1051) Window Width must be >= 1")
 
 
+def widen_8bit_voi_lut(ds: Dataset) -> None:
+    """pydicom 3.0 indexes an 8-bit VOI LUT with uint8 indices, wrapping inputs above 255; a
+    16-bit nominal depth gives identical outputs without the wrap."""
+    if "VOILUTSequence" in ds and ds.VOILUTSequence:
+        descriptor = list(ds.VOILUTSequence[0].LUTDescriptor)
+        if descriptor[2] == 8:
+            ds.VOILUTSequence[0].LUTDescriptor = [descriptor[0], descriptor[1], 16]
+
+
 def display_pixels(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     """Modality LUT, then VOI LUT or first window, to 8 bits, then MONOCHROME1 inverted.
 
@@ -217,8 +226,9 @@ def display_pixels(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     values = apply_modality_lut(stored, ds)
     if has_voi(ds):
         check_window(ds)
-        values = apply_voi_lut(values, ds, index=0, prefer_lut=True)
         low, high = voi_output_range(ds)
+        widen_8bit_voi_lut(ds)
+        values = apply_voi_lut(values, ds, index=0, prefer_lut=True)
     elif int(ds.BitsStored) <= 8 and int(ds.get("PixelRepresentation", 0)) == 0 and values is stored:
         low, high = 0.0, float(2 ** int(ds.BitsStored) - 1)
     else:

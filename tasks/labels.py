@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import posixpath
 from dataclasses import dataclass, field
 
 from tasks import storage
@@ -77,14 +78,18 @@ def plan(source: str, labels_uri: str) -> Plan:
     result = Plan()
     seen: dict[str, tuple[str, str | None]] = {}
     conflicted: set[str] = set()
+    mentioned: set[str] = set()  # every path the CSV names, refused or not
     for row in rows:
         rel = row.get("path", "")
         label, split = row.get("label", ""), (row.get("split") or "").lower() or None
         why = outside_reason(source, rel)
         if why:
-            result.rejects.append((rel, "path_outside_source", why))
+            if rel not in mentioned:
+                result.rejects.append((rel, "path_outside_source", why))
+            mentioned.add(rel)
             continue
-        rel = rel.replace("\\", "/")
+        rel = posixpath.normpath(rel.replace("\\", "/"))
+        mentioned.add(rel)
         if rel in seen:
             if seen[rel] != (label, split) and rel not in conflicted:
                 conflicted.add(rel)
@@ -98,7 +103,7 @@ def plan(source: str, labels_uri: str) -> Plan:
             result.rejects.append((rel, "missing_file", "no such file in the source"))
             continue
         result.items.append(Item(len(result.items), rel, label, split, listing[rel]))
-    for rel in sorted(set(listing) - set(seen) - {labels_rel}):
+    for rel in sorted(set(listing) - mentioned - {labels_rel}):
         result.rejects.append((rel, "unlabeled", "no row in the labels CSV"))
     _drop_conflicting(result)
     return result

@@ -27,7 +27,9 @@ def ensure_ray() -> None:
     if address:
         import tasks
 
-        kwargs["runtime_env"] = {"py_modules": [os.path.dirname(tasks.__file__)]}
+        # ship the code; point workers at the same S3 endpoint (credentials: the nodes' own, e.g. IAM roles)
+        env = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_REGION") if os.environ.get(k)}
+        kwargs["runtime_env"] = {"py_modules": [os.path.dirname(tasks.__file__)], "env_vars": env}
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=os.cpu_count(), **kwargs)

@@ -1,0 +1,93 @@
+"""Shared fixtures: real Prefect (temporary server), real Ray (local, 2 CPUs), real S3 (moto server)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+_SESSION_TMP = tempfile.mkdtemp(prefix="medflow-tests-")
+os.environ.update(
+    PREFECT_HOME=os.path.join(_SESSION_TMP, "prefect"),
+    PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    PREFECT_LOGGING_TO_API_BATCH_INTERVAL="0.3",
+    MEDFLOW_PSEUDONYM_KEY="test-key-0123456789abcdef",
+    MEDFLOW_NO_PREFECT_SECRET="1",
+    RAY_USAGE_STATS_ENABLED="0",
+    RAY_TMPDIR=os.path.join(_SESSION_TMP, "ray"),
+    NO_ALBUMENTATIONS_UPDATE="1",
+)
+os.environ.pop("RAY_ADDRESS", None)
+os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
+
+TEST_KEY = os.environ["MEDFLOW_PSEUDONYM_KEY"].encode()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api():
+    """One real (temporary) Prefect server for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_endpoint):
+    """A real local Ray with 2 CPUs (two worker processes); workers inherit the S3 environment."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _temp_dir=os.environ["RAY_TMPDIR"])
+    yield ray
+    ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on 127.0.0.1, with the environment pointing s3fs and deltalake at it."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except Exception:
+            if time.time() > deadline:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.2)
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_REGION="us-east-1")
+    yield endpoint
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def tmp_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,75 @@
+"""Small corpora for flow-level tests, built with the project's synthetic-corpus writer."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+
+import numpy as np
+import pydicom
+
+from tasks import synthetic
+from tests.fixtures import INGEST_REFUSALS, PHI, RAMP
+
+
+def good_corpus(root: str, n_patients: int = 8, images_per_patient: int = 2, seed: int = 0) -> str:
+    """A clean corpus; returns the labels CSV path."""
+    return synthetic.write_corpus(root, n_patients=n_patients, images_per_patient=images_per_patient,
+                                  size=32, seed=seed)
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_rows(labels: str, rows: list[tuple[str, str]]) -> None:
+    with open(labels, "a", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def write(root: str, rel: str, data: bytes) -> None:
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def bad_corpus(root: str, outside_dir: str) -> tuple[str, dict[str, str]]:
+    """A good corpus plus one input per refusal reason; returns (labels CSV, path -> expected reason)."""
+    labels = good_corpus(root)
+    expected: dict[str, str] = {}
+    rows: list[tuple[str, str]] = []
+    for reason, build in INGEST_REFUSALS.items():
+        rel = f"bad/{reason}.dcm"
+        write(root, rel, build())
+        rows.append((rel, "normal"))
+        expected[rel] = reason
+    first = read_csv(labels)[0]["path"]
+    shutil.copy(os.path.join(root, first), os.path.join(root, "bad", "copy.dcm"))
+    rows.append(("bad/copy.dcm", "normal"))
+    expected["bad/copy.dcm"] = "exact_duplicate"
+    original = pydicom.dcmread(os.path.join(root, first))
+    clash = synthetic.encode_image(np.flipud(RAMP), "u8", PHI, sop_uid=original.SOPInstanceUID)
+    write(root, "bad/uid_clash.dcm", synthetic.to_bytes(clash))
+    rows.append(("bad/uid_clash.dcm", "normal"))
+    expected["bad/uid_clash.dcm"] = "duplicate_sop_instance_uid"
+    write(outside_dir, "secret.dcm", synthetic.to_bytes(synthetic.encode_image(RAMP, "u8", PHI)))
+    os.symlink(os.path.join(outside_dir, "secret.dcm"), os.path.join(root, "bad", "link_out.dcm"))
+    for rel in ("../outside.dcm", "/etc/passwd", "bad/link_out.dcm"):
+        rows.append((rel, "normal"))
+        expected[rel] = "path_outside_source"
+    rows.append(("nowhere/missing.dcm", "normal"))
+    expected["nowhere/missing.dcm"] = "missing_file"
+    good = synthetic.to_bytes(synthetic.encode_image(RAMP, "u8", PHI))
+    write(root, "extra/unlabeled.dcm", good)
+    expected["extra/unlabeled.dcm"] = "unlabeled"
+    write(root, "bad/no_label.dcm", synthetic.to_bytes(synthetic.encode_image(RAMP.T, "u8", PHI)))
+    rows.append(("bad/no_label.dcm", ""))
+    expected["bad/no_label.dcm"] = "invalid_label_row"
+    write(root, "bad/twice.dcm", synthetic.to_bytes(synthetic.encode_image(RAMP[::-1, ::-1], "u8", PHI)))
+    rows += [("bad/twice.dcm", "normal"), ("bad/twice.dcm", "abnormal")]
+    expected["bad/twice.dcm"] = "conflicting_labels"
+    append_rows(labels, rows)
+    return labels, expected
