@@ -12,6 +12,9 @@ from tasks.ingest import BatchResult
 from tasks.labels import Item
 from tasks.splits import SplitFractions, majority, resolve
 
+DUPLICATE_PIXELS = ("exact_duplicate", "same SOP Instance UID and pixels as another image")
+UID_CLASH = ("duplicate_sop_instance_uid", "(0008,0018) SOP Instance UID reused with different pixels")
+
 
 @dataclass
 class Outcome:
@@ -75,10 +78,8 @@ def reconcile(
             continue
         _, image_key, patient_key, _, pixels_sha = fact
         if image_key in seen_image:
-            if seen_image[image_key][1] == pixels_sha:
-                outcome.rejects.append((item.index, "exact_duplicate", "same SOP Instance UID and pixels as another image"))
-            else:
-                outcome.rejects.append((item.index, "duplicate_sop_instance_uid", "(0008,0018) SOP Instance UID reused with different pixels"))
+            same_pixels = seen_image[image_key][1] == pixels_sha
+            outcome.rejects.append((item.index, *(DUPLICATE_PIXELS if same_pixels else UID_CLASH)))
             continue
         seen_image[image_key] = (sha, pixels_sha)
         kept.append((item.index, patient_key, item.label, item.split))
