@@ -7,10 +7,10 @@ from collections import Counter
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
+from flows.retry import IO_RETRIES, QUIET
 from tasks import dataset, deid
 from tasks.dicom import Limits
 from tasks.labels import Plan, plan
@@ -37,8 +37,6 @@ class IngestParams(BaseModel):
     max_file_bytes: int = Field(Limits.max_file_bytes, description="refuse larger files unread")
 
 
-IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
-QUIET = {"persist_result": False, "cache_policy": NONE}
 
 
 @task(**IO_RETRIES, **QUIET)
