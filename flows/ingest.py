@@ -7,11 +7,11 @@ from collections import Counter
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 from tqdm import tqdm
 
 from flows.retry import IO_RETRIES, QUIET
-from tasks import dataset, deid
+from tasks import dataset, deid, storage
 from tasks.dicom import Limits
 from tasks.labels import Plan, plan
 from tasks.parallel import Decoded, decode_all
@@ -35,6 +35,18 @@ class IngestParams(BaseModel):
     allow_split_leakage: bool = Field(False, description="accept CSV splits that put one patient in two splits")
     max_pixels: int = Field(Limits.max_pixels, description="refuse images with more Rows x Columns")
     max_file_bytes: int = Field(Limits.max_file_bytes, description="refuse larger files unread")
+
+    @field_validator("source", "labels", "dataset", "rejects")
+    @classmethod
+    def absolute(cls, uri: str) -> str:
+        """Local paths made absolute: Ray workers do not share the caller's working directory."""
+        return storage.normalize(uri)
+
+    @model_validator(mode="after")
+    def rejects_outside_dataset(self) -> IngestParams:
+        if self.rejects == self.dataset or self.rejects.startswith(self.dataset + "/"):
+            raise ValueError("the rejects CSV may hold source paths and must not be inside the dataset")
+        return self
 
 
 

@@ -58,8 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands.run(args)
     except commands.CONFIGURATION_ERRORS as exc:
-        print(f"medflow: error: {exc}", file=sys.stderr)
+        print(f"medflow: error: {one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def one_line(exc: Exception) -> str:
+    """A configuration error as one line (pydantic's multi-line reports condensed)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in errors())
+    return " ".join(str(exc).split())
 
 
 def print_json(value: object) -> None:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from flows.ingest import IngestParams, ingest_flow
 from tasks import dataset, deid, storage
-from tasks.labels import LabelsError
+from tasks.labels import LabelsError, read_labels
 from tasks.splits import SplitLeakageError
 from tasks.synthetic import write_corpus
 
@@ -48,8 +48,17 @@ def ingest(args: argparse.Namespace) -> int:
         image_size=args.image_size, seed=args.seed, allow_split_leakage=args.allow_split_leakage,
         **_fractions(args.split_fractions),
     )
+    preflight(params)
     print_ingest_summary(ingest_flow(params), params)
     return 0
+
+
+def preflight(params: IngestParams) -> None:
+    """Configuration errors surface here, as one line, before any flow run starts."""
+    deid.load_pseudonym_key()
+    read_labels(params.labels)
+    if not storage.exists(params.source):
+        raise ValueError(f"source not found: {params.source}")
 
 
 def print_ingest_summary(summary: dict, params: IngestParams) -> None:

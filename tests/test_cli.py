@@ -1,0 +1,72 @@
+"""The medflow command line: commands, summaries, exit codes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from medflow.cli import main
+from tasks import dataset
+from tests.corpora import good_corpus
+
+
+@pytest.fixture
+def corpus(tmp_cwd):
+    return tmp_cwd, good_corpus(str(tmp_cwd / "src"), n_patients=4, images_per_patient=2)
+
+
+def test_ingest_then_info_and_export(corpus, ray_local, capfd):
+    root, labels = corpus
+    assert main(["ingest", str(root / "src"), "--labels", labels, "--dataset", str(root / "ds"), "--image-size", "24"]) == 0
+    out = capfd.readouterr().out
+    assert "version 0" in out and "added 8" in out and f"rejects written to {root / 'rejects.csv'}" in out
+    assert os.path.exists(root / "rejects.csv")
+    assert main(["dataset", "info", str(root / "ds")]) == 0
+    info = capfd.readouterr().out
+    assert "rows 8" in info and "leakage audit: 0 patient(s)" in info
+    assert main(["dataset", "export", str(root / "ds"), "--out", str(root / "x.parquet"), "--version", "0"]) == 0
+    assert dataset.read_version(str(root / "ds")).column("height").to_pylist() == [24] * 8
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ingest", "src", "--labels", "nope.csv", "--dataset", "ds"], "labels CSV not found"),
+        (["ingest", "src", "--labels", "src/labels.csv", "--dataset", "ds", "--rejects", "ds/r.csv"], "inside the dataset"),
+        (["ingest", "src", "--labels", "src/labels.csv", "--dataset", "ds", "--split-fractions", "1,1"], "three numbers"),
+        (["dataset", "info", "no-such-dataset"], "no medflow dataset"),
+    ],
+)
+def test_configuration_errors_exit_2_with_one_line(corpus, capfd, args, message):
+    assert main(args) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith("medflow: error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_labels_without_required_columns(corpus, capfd):
+    root, _ = corpus
+    (root / "bad.csv").write_text("file,class\na.dcm,x\n")
+    assert main(["ingest", "src", "--labels", "bad.csv", "--dataset", "ds"]) == 2
+    assert "lacks column(s) ['label', 'path']" in capfd.readouterr().err
+
+
+def test_split_leakage_in_csv_fails_the_ingest(corpus, ray_local, capfd):
+    root, labels = corpus
+    lines = open(labels).read().splitlines()
+    rows = [line + ("," + ("train" if i % 2 else "test") if i else ",split") for i, line in enumerate(lines)]
+    (root / "split.csv").write_text("\n".join(rows) + "\n")  # each patient's two images in two splits
+    assert main(["ingest", "src", "--labels", "split.csv", "--dataset", "ds"]) == 2
+    last_line = capfd.readouterr().err.strip().splitlines()[-1]
+    assert last_line.startswith("medflow: error: 4 patient(s) would be in more than one split")
+    assert dataset.latest_version(str(root / "ds")) is None
+    assert main(["ingest", "src", "--labels", "split.csv", "--dataset", "ds", "--allow-split-leakage"]) == 0
+    assert "in several splits: 4" in capfd.readouterr().out
+
+
+def test_demo(tmp_cwd, ray_local, capfd, monkeypatch):
+    monkeypatch.delenv("MEDFLOW_PSEUDONYM_KEY")
+    assert main(["demo", "--out", "demo", "--patients", "4", "--images-per-patient", "2"]) == 0
+    out = capfd.readouterr().out
+    assert "using a local demo key" in out and "added 8" in out
+    assert oct(os.stat(tmp_cwd / "demo" / "pseudonym.key").st_mode)[-3:] == "600"
