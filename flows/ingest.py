@@ -7,6 +7,7 @@ from collections import Counter
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field, field_validator, model_validator
 from tqdm import tqdm
 
@@ -109,11 +110,12 @@ def ingest_flow(params: IngestParams) -> dict:
     work = plan_inputs(params)
     index = read_dataset_index(params.dataset)
     logger.info("%d labelled files to consider, %d refused before decoding", len(work.items), len(work.rejects))
-    decoded = decode_on_ray(params, work, index)
-    outcome = decide_outcomes(params, work, decoded, index)
+    # quote(): large values pass between tasks as they are, without Prefect walking every element
+    decoded = decode_on_ray(params, quote(work), quote(index))
+    outcome = decide_outcomes(params, quote(work), quote(decoded), quote(index))
     summary = summarize(work, outcome)
-    summary["version"] = publish(params, decoded, outcome, summary)
-    save_rejects(params, work, outcome)
+    summary["version"] = publish(params, quote(decoded), quote(outcome), summary)
+    save_rejects(params, quote(work), quote(outcome))
     if summary["version"] is None:
         summary["version"] = dataset.latest_version(params.dataset)
     summary["audit"] = audit_task(params.dataset)

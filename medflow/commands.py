@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 
 from pydantic import ValidationError
 
 from flows.ingest import IngestParams, ingest_flow
 from tasks import dataset, deid, storage
 from tasks.labels import LabelsError, read_labels
+from tasks.parallel import ensure_ray
 from tasks.splits import SplitLeakageError
 from tasks.synthetic import write_corpus
 
@@ -49,8 +51,25 @@ def ingest(args: argparse.Namespace) -> int:
         **_fractions(args.split_fractions),
     )
     preflight(params)
+    start_services()
     print_ingest_summary(ingest_flow(params), params)
     return 0
+
+
+def start_services() -> None:
+    """Start Prefect's temporary server (embedded mode only) while Ray starts: together they are
+    most of a run's fixed cost, and neither needs the other to start."""
+    from prefect.settings import PREFECT_API_URL
+
+    thread = None
+    if not PREFECT_API_URL.value():
+        from prefect.server.api.server import SubprocessASGIServer
+
+        thread = threading.Thread(target=lambda: SubprocessASGIServer().start(), daemon=True)
+        thread.start()
+    ensure_ray()  # Ray must be initialised from the main thread
+    if thread:
+        thread.join()
 
 
 def preflight(params: IngestParams) -> None:

@@ -128,51 +128,90 @@ def transfer_syntax(ds: Dataset) -> str:
     return str(ds.file_meta.TransferSyntaxUID)
 
 
-def validate(ds: Dataset, file_size: int, limits: Limits) -> None:
+@dataclass(frozen=True)
+class ImageHeader:
+    """The image attributes, each read from the dataset once (pydicom attribute access is slow)."""
+
+    rows: int
+    columns: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    samples: int
+    frames: int
+    photometric: str
+    syntax: str
+
+    @classmethod
+    def of(cls, ds: Dataset) -> ImageHeader:
+        for keyword, tag in (("Rows", "(0028,0010)"), ("Columns", "(0028,0011)"), ("BitsAllocated", "(0028,0100)")):
+            value = ds.get(keyword)
+            if not isinstance(value, int) or value <= 0:
+                raise Rejection("invalid_header", f"{tag} {keyword} must be a positive integer")
+        bits = int(ds.BitsAllocated)
+        bits_stored = ds.get("BitsStored", bits)
+        if bits not in (1, 8, 16, 32) or not isinstance(bits_stored, int) or not 1 <= bits_stored <= bits:
+            raise Rejection("invalid_header", "(0028,0101) Bits Stored must be 1..(0028,0100) Bits Allocated of 8/16/32")
+        return cls(
+            rows=int(ds.Rows), columns=int(ds.Columns), bits_allocated=bits, bits_stored=int(bits_stored),
+            signed=int(ds.get("PixelRepresentation", 0) or 0) == 1,
+            samples=int(ds.get("SamplesPerPixel", 1) or 1), frames=int(ds.get("NumberOfFrames", 1) or 1),
+            photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper(),
+            syntax=transfer_syntax(ds),
+        )
+
+
+def validate(ds: Dataset, limits: Limits) -> ImageHeader:
     """Refuse what cannot or must not be decoded, before any pixel is allocated."""
     sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
     if "DirectoryRecordSequence" in ds or sop_class.startswith(NON_IMAGE_SOP_PREFIXES):
         raise Rejection("not_an_image", f"(0008,0016) SOP Class UID {sop_class} is not an image")
     if "PixelData" not in ds:
         raise Rejection("no_pixel_data")
-    for keyword, tag in (("Rows", "(0028,0010)"), ("Columns", "(0028,0011)"), ("BitsAllocated", "(0028,0100)")):
-        if not isinstance(ds.get(keyword), int) or ds.get(keyword) <= 0:
-            raise Rejection("invalid_header", f"{tag} {keyword} must be a positive integer")
-    rows, cols, bits = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    bits_stored = ds.get("BitsStored", bits)
-    if bits not in (1, 8, 16, 32) or not isinstance(bits_stored, int) or not 1 <= bits_stored <= bits:
-        raise Rejection("invalid_header", "(0028,0101) Bits Stored must be 1..(0028,0100) Bits Allocated of 8/16/32")
-    declared = rows * cols * samples * frames * max(bits // 8, 1)
-    if rows * cols > limits.max_pixels or declared > limits.max_decoded_bytes:
-        raise Rejection("too_large", f"(0028,0010)x(0028,0011) {rows}x{cols}x{frames} frames over the limit")
-    if frames > 1:
-        raise Rejection("multi_frame", f"(0028,0008) Number of Frames is {frames}, expected 1")
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    if samples != 1 or not photometric.startswith("MONOCHROME"):
-        raise Rejection("colour", f"(0028,0004) Photometric Interpretation {photometric} is not MONOCHROME1/2")
-    syntax = transfer_syntax(ds)
-    if syntax in _NATIVE_SYNTAXES:
-        expected = (rows * cols * bits + 7) // 8
+    h = ImageHeader.of(ds)
+    declared = h.rows * h.columns * h.samples * h.frames * max(h.bits_allocated // 8, 1)
+    if h.rows * h.columns > limits.max_pixels or declared > limits.max_decoded_bytes:
+        raise Rejection("too_large", f"(0028,0010)x(0028,0011) {h.rows}x{h.columns}x{h.frames} frames over the limit")
+    if h.frames > 1:
+        raise Rejection("multi_frame", f"(0028,0008) Number of Frames is {h.frames}, expected 1")
+    if h.samples != 1 or not h.photometric.startswith("MONOCHROME"):
+        raise Rejection("colour", f"(0028,0004) Photometric Interpretation {h.photometric} is not MONOCHROME1/2")
+    if h.syntax in _NATIVE_SYNTAXES:
+        expected = (h.rows * h.columns * h.bits_allocated + 7) // 8
         actual = len(ds.PixelData)
         if actual < expected:
             raise Rejection("pixel_data_size_mismatch", f"(7FE0,0010) has {actual} bytes, expected {expected}")
     else:
         try:
-            decoder = get_decoder(syntax)
+            decoder = get_decoder(h.syntax)
         except NotImplementedError:
-            raise Rejection("no_decoder", f"(0002,0010) Transfer Syntax UID {syntax} has no decoder") from None
+            raise Rejection("no_decoder", f"(0002,0010) Transfer Syntax UID {h.syntax} has no decoder") from None
         if not decoder.is_available:
-            raise Rejection("no_decoder", f"(0002,0010) Transfer Syntax UID {syntax}: no plugin installed")
+            raise Rejection("no_decoder", f"(0002,0010) Transfer Syntax UID {h.syntax}: no plugin installed")
+    return h
 
 
-def stored_pixels(ds: Dataset) -> np.ndarray:
-    """Stored values with unused high bits masked and signed values sign-extended (pydicom does both)."""
+_LITTLE_ENDIAN_NATIVE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"})
+
+
+def stored_pixels(ds: Dataset, header: ImageHeader | None = None) -> np.ndarray:
+    """Stored values with unused high bits masked and signed values sign-extended.
+
+    Little-endian native data is read straight from the buffer (the common case, and the hot
+    path); everything else goes through pydicom's pixel handlers, which do the same masking.
+    """
+    h = header or ImageHeader.of(ds)
+    if h.syntax in _LITTLE_ENDIAN_NATIVE and h.bits_allocated in (8, 16, 32):
+        dtype = np.dtype(f"<{'i' if h.signed else 'u'}{h.bits_allocated // 8}")
+        values = np.frombuffer(ds.PixelData, dtype=dtype, count=h.rows * h.columns).reshape(h.rows, h.columns)
+        unused = h.bits_allocated - h.bits_stored
+        if not unused:
+            return values
+        if h.signed:
+            return (values << unused) >> unused  # arithmetic shift sign-extends
+        return values & np.array((1 << h.bits_stored) - 1, dtype=dtype)
     try:
         return ds.pixel_array
-    except Rejection:
-        raise
     except Exception as exc:
         raise Rejection("decode_failed", f"(7FE0,0010) could not be decoded ({type(exc).__name__})") from None
 
@@ -221,8 +260,23 @@ def display_pixels(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     """Modality LUT, then VOI LUT or first window, to 8 bits, then MONOCHROME1 inverted.
 
     Without a VOI LUT or window: 8-bit unsigned data without rescale is shown as stored;
-    anything else is scaled from its own minimum..maximum.
+    anything else is scaled from its own minimum..maximum. The common case (rescale + linear
+    window) is computed in one vectorised step; LUT sequences and non-linear VOI functions
+    go through pydicom's ``apply_modality_lut`` / ``apply_voi_lut``.
     """
+    fast = _linear_display(ds, stored)
+    display = fast if fast is not None else _lut_display(ds, stored)
+    if str(ds.PhotometricInterpretation).strip().upper() == "MONOCHROME1":
+        display = 255 - display
+    return display
+
+
+def _to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    scale = 255.0 / (high - low) if high > low else 0.0
+    return np.rint(np.clip((np.asarray(values, dtype=np.float64) - low) * scale, 0, 255)).astype(np.uint8)
+
+
+def _lut_display(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     values = apply_modality_lut(stored, ds)
     if has_voi(ds):
         check_window(ds)
@@ -233,12 +287,42 @@ def display_pixels(ds: Dataset, stored: np.ndarray) -> np.ndarray:
         low, high = 0.0, float(2 ** int(ds.BitsStored) - 1)
     else:
         low, high = float(values.min()), float(values.max())
-    scale = 255.0 / (high - low) if high > low else 0.0
-    display = np.clip((np.asarray(values, dtype=np.float32) - low) * scale, 0, 255)
-    display = np.rint(display).astype(np.uint8)
-    if str(ds.PhotometricInterpretation).strip().upper() == "MONOCHROME1":
-        display = 255 - display
-    return display
+    return _to_uint8(values, low, high)
+
+
+def _first(ds: Dataset, keyword: str) -> float | None:
+    element = ds.get(keyword)
+    if element is None:
+        return None
+    value = element[0] if isinstance(element, pydicom.multival.MultiValue) else element
+    return None if value is None or value == "" else float(value)
+
+
+def _linear_display(ds: Dataset, stored: np.ndarray) -> np.ndarray | None:
+    """PS3.3 C.11.1 rescale + C.11.2.1.2 LINEAR / LINEAR_EXACT window, or None when LUTs apply."""
+    if "ModalityLUTSequence" in ds or "VOILUTSequence" in ds:
+        return None
+    slope, intercept = _first(ds, "RescaleSlope"), _first(ds, "RescaleIntercept")
+    center, width = _first(ds, "WindowCenter"), _first(ds, "WindowWidth")
+    if center is None or width is None:
+        if slope is None and stored.dtype == np.uint8:
+            return stored.copy()
+        return None  # min..max of the modality values: rare enough for the pydicom path
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    if function not in ("LINEAR", "LINEAR_EXACT"):
+        return None
+    if width < 1:
+        raise Rejection("invalid_header", "(0028,1051) Window Width must be >= 1")
+    if width == 1 and function == "LINEAR":
+        return None  # a step function: pydicom's path handles the degenerate width
+    values = stored.astype(np.float64)
+    if slope is not None and intercept is not None:
+        values = values * slope + intercept
+    if function == "LINEAR":
+        fraction = (values - (center - 0.5)) / (width - 1) + 0.5
+    else:
+        fraction = (values - center) / width + 0.5
+    return np.rint(np.clip(fraction, 0, 1) * 255).astype(np.uint8)
 
 
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:
@@ -260,8 +344,8 @@ def letterbox(image: np.ndarray, size: int) -> np.ndarray:
 def decode(data: bytes, image_size: int, limits: Limits = Limits()) -> tuple[Dataset, np.ndarray]:
     """Bytes of one file -> (dataset, ``image_size`` x ``image_size`` uint8 display image)."""
     ds = parse(data)
-    validate(ds, len(data), limits)
-    stored = stored_pixels(ds)
+    header = validate(ds, limits)
+    stored = stored_pixels(ds, header)
     if stored.ndim != 2:
         raise Rejection("invalid_header", f"decoded pixel array has shape {stored.shape}, expected 2-D")
     try:

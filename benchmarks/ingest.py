@@ -1,0 +1,163 @@
+"""Ingest benchmark: `medflow ingest` beside the fastest plain single-process decode loop.
+
+Writes PneumoniaMNIST (../shared/data/pneumoniamnist.npz) as two DICOM corpora with medflow's own
+corpus writer — 8-bit 28x28, and 16-bit 128x128 with rescale + window — then measures, in one run:
+  * marginal throughput: ingest the full corpus and half of it; extra files / extra seconds
+  * fixed start-up cost: what remains of the half run once its files are paid for
+  * an unchanged rerun's marginal cost, as a fraction of the first run's
+The plain loop is dcmread + pixel_array + modality LUT + VOI/window + resize, one process.
+
+Usage: python benchmarks/ingest.py [--data PATH] [--limit N] [--corpus 128|28|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tasks import synthetic  # noqa: E402
+
+DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "pneumoniamnist.npz")
+CLASSES = ("normal", "pneumonia")
+
+
+def load(path: str, limit: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    data = np.load(path)
+    images, labels, splits = [], [], []
+    for split, name in (("train", "train"), ("val", "val"), ("test", "test")):
+        images.append(data[f"{name}_images"])
+        labels.append(data[f"{name}_labels"].ravel())
+        splits += [split] * len(data[f"{name}_labels"])
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    if limit:
+        images, labels, splits = images[:limit], labels[:limit], splits[:limit]
+    return images, labels, splits
+
+
+def write_corpus(root: str, images: np.ndarray, labels: np.ndarray, splits: list[str], size: int) -> list[list[str]]:
+    """One DICOM per image (each its own patient); returns the CSV rows (path, label, split)."""
+    encoding = "u8" if size == 28 else "u16_window"
+    rows = []
+    for i, (image, label, split) in enumerate(zip(images, labels, splits, strict=True)):
+        pixels = image.astype(np.float32) / 255.0
+        if size != pixels.shape[0]:
+            pixels = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_LINEAR)
+        ds = synthetic.encode_image(np.clip(pixels, 0, 1), encoding, synthetic.Phi.for_patient(i))
+        rel = f"p{i // 1000:02d}/img{i:05d}.dcm"
+        os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
+        with open(os.path.join(root, rel), "wb") as f:
+            f.write(synthetic.to_bytes(ds))
+        rows.append([rel, CLASSES[int(label)], split])
+    return rows
+
+
+def write_labels(path: str, rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "split"])
+        writer.writerows(rows)
+
+
+def plain_loop(root: str, rows: list[list[str]], size: int) -> float:
+    """Seconds for the simplest correct single-process decode of these files."""
+    start = time.perf_counter()
+    for rel, _, _ in rows:
+        ds = pydicom.dcmread(os.path.join(root, rel))
+        values = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds)
+        low, high = float(values.min()), float(values.max())
+        image = np.clip((values - low) * (255.0 / max(high - low, 1e-9)), 0, 255).astype(np.uint8)
+        cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return time.perf_counter() - start
+
+
+def medflow_ingest(root: str, labels: str, dataset: str, rejects: str, size: int) -> float:
+    """Wall seconds of the real CLI (fresh process: Prefect, Ray, decode, publish)."""
+    medflow = os.path.join(os.path.dirname(sys.executable), "medflow")
+    start = time.perf_counter()
+    subprocess.run([medflow, "ingest", root, "--labels", labels, "--dataset", dataset, "--rejects", rejects,
+                    "--image-size", str(size)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def bench(work: str, images, labels, splits, size: int, repeats: int) -> dict:
+    root = os.path.join(work, f"corpus{size}")
+    t0 = time.perf_counter()
+    rows = write_corpus(root, images, labels, splits, size)
+    print(f"[{size}px] wrote {len(rows)} DICOM files in {time.perf_counter() - t0:.1f}s", flush=True)
+    half = rows[: len(rows) // 2]
+    full_csv, half_csv = os.path.join(work, f"full{size}.csv"), os.path.join(work, f"half{size}.csv")
+    write_labels(full_csv, rows)
+    write_labels(half_csv, half)
+    n_full, n_half = len(rows), len(half)
+    plain_half = plain_loop(root, half, size)  # also warms the page cache for both
+    plain_full = plain_loop(root, rows, size)
+    write_labels(os.path.join(work, "warm.csv"), rows[:10])  # first start creates Prefect's database
+    medflow_ingest(root, os.path.join(work, "warm.csv"), os.path.join(work, f"warm{size}"), os.path.join(work, "w.csv"), size)
+    times: dict[str, list[float]] = {"half": [], "full": [], "half_rerun": [], "full_rerun": []}
+    for rep in range(repeats):  # interleaved, so drifts in machine load hit both sizes alike
+        for name, csv_path in (("half", half_csv), ("full", full_csv)):
+            ds = os.path.join(work, f"ds{size}-{name}-{rep}")
+            rj = os.path.join(work, f"rejects{size}-{name}.csv")
+            times[name].append(medflow_ingest(root, csv_path, ds, rj, size))
+            times[name + "_rerun"].append(medflow_ingest(root, csv_path, ds, rj, size))
+    res = {name: statistics.median(values) for name, values in times.items()}
+    print(f"[{size}px] runs (s): " + ", ".join(f"{k}={[round(v, 2) for v in vs]}" for k, vs in times.items()), flush=True)
+    extra = n_full - n_half
+    plain_rate = extra / (plain_full - plain_half)
+    ingest_marginal = res["full"] - res["half"]
+    rate = extra / ingest_marginal
+    rerun_marginal = res["full_rerun"] - res["half_rerun"]
+    return {
+        "size": size, "files": n_full,
+        "plain_half_s": plain_half, "plain_full_s": plain_full, "plain_rate": plain_rate,
+        "ingest_half_s": res["half"], "ingest_full_s": res["full"], "ingest_rate": rate,
+        "ratio": rate / plain_rate,
+        "fixed_s": res["half"] - n_half / rate,
+        "rerun_half_s": res["half_rerun"], "rerun_full_s": res["full_rerun"],
+        "rerun_fraction": rerun_marginal / ingest_marginal,
+    }
+
+
+def report(r: dict) -> None:
+    print(f"\n=== {r['size']}x{r['size']} corpus, {r['files']} files (half: {r['files'] // 2}); medians ===")
+    print(f"{'':34}{'half':>10}{'full':>10}{'marginal files/s':>20}")
+    print(f"{'plain single-process loop':34}{r['plain_half_s']:>9.2f}s{r['plain_full_s']:>9.2f}s{r['plain_rate']:>20.0f}")
+    print(f"{'medflow ingest (CLI, fresh)':34}{r['ingest_half_s']:>9.2f}s{r['ingest_full_s']:>9.2f}s{r['ingest_rate']:>20.0f}")
+    print(f"{'medflow ingest, unchanged rerun':34}{r['rerun_half_s']:>9.2f}s{r['rerun_full_s']:>9.2f}s")
+    print(f"marginal throughput ratio medflow/plain: {r['ratio']:.2f}x   (target >= 1.8x on 2 cores)")
+    print(f"fixed start-up cost: {r['fixed_s']:.1f}s   (target <= 15 s)")
+    print(f"unchanged rerun marginal cost: {100 * r['rerun_fraction']:.1f}% of the first run's   (target <= 10%)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--limit", type=int, help="use only the first N images")
+    parser.add_argument("--corpus", choices=["128", "28", "both"], default="both")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per configuration; medians are reported")
+    args = parser.parse_args()
+    os.environ.setdefault("MEDFLOW_PSEUDONYM_KEY", "benchmark-key-not-secret-0123456789")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    images, labels, splits = load(args.data, args.limit)
+    print(f"cores: {os.cpu_count()}, images: {len(images)}")
+    with tempfile.TemporaryDirectory(prefix="medflow-bench-") as work:
+        os.environ.setdefault("PREFECT_HOME", os.path.join(work, "prefect"))
+        sizes = {"128": [128], "28": [28], "both": [128, 28]}[args.corpus]
+        for size in sizes:
+            report(bench(work, images, labels, splits, size, args.repeats))
+
+
+if __name__ == "__main__":
+    main()
