@@ -121,3 +121,12 @@ def test_header_values_are_allowlisted():
     assert deid.safe_photometric("MONOCHROME2") == "MONOCHROME2" and deid.safe_photometric("x") == "UNKNOWN"
     assert deid.safe_transfer_syntax("1.2.840.10008.1.2.1") == "1.2.840.10008.1.2.1"
     assert deid.safe_transfer_syntax("1.2.3.4.5") == "unknown"
+
+
+def test_key_from_a_prefect_secret_block(monkeypatch):
+    from prefect.blocks.system import Secret
+
+    Secret(value="block-key-0123456789abcdef").save(deid.KEY_BLOCK, overwrite=True)
+    monkeypatch.delenv(deid.KEY_ENV)
+    monkeypatch.delenv("MEDFLOW_NO_PREFECT_SECRET")
+    assert deid.load_pseudonym_key() == b"block-key-0123456789abcdef"

@@ -1,0 +1,47 @@
+"""process_batch without Ray or Prefect: the safety nets for I/O errors and unexpected failures."""
+
+from __future__ import annotations
+
+import os
+
+from tasks.ingest import process_batch
+from tasks.labels import Item
+from tests.conftest import TEST_KEY
+from tests.fixtures import PHI, RAMP
+
+
+def write_good(path) -> None:
+    from tasks import synthetic
+
+    path.write_bytes(synthetic.to_bytes(synthetic.encode_image(RAMP, "u8", PHI)))
+
+
+def test_unreadable_file_is_a_read_error(tmp_path):
+    os.symlink("loop.dcm", tmp_path / "loop.dcm")  # a symlink loop: open() fails with ELOOP
+    result = process_batch(str(tmp_path), [Item(0, "loop.dcm", "a", None, 10)], set(), TEST_KEY, 16)
+    assert result.rejects == [(0, "read_error", "OSError after 3 attempts")]
+
+
+def test_unexpected_exception_becomes_internal_error_and_the_batch_goes_on(tmp_path):
+    write_good(tmp_path / "a.dcm")
+    items = [Item(0, "a.dcm", "a", None, 10), Item(1, "a.dcm", "a", None, 10)]
+    result = process_batch(str(tmp_path), items, set(), TEST_KEY, image_size=-1)  # an impossible size makes the resize fail
+    assert [r[1] for r in result.rejects] == ["internal_error", "internal_error"]
+    assert result.rejects[0][2] == "ValueError"  # the type only: messages could carry data
+
+
+def test_known_files_are_not_decoded(tmp_path):
+    write_good(tmp_path / "a.dcm")
+    first = process_batch(str(tmp_path), [Item(0, "a.dcm", "a", None, 10)], set(), TEST_KEY, 16)
+    sha = first.keys[0][2]
+    again = process_batch(str(tmp_path), [Item(0, "a.dcm", "a", None, 10)], {sha}, TEST_KEY, 16)
+    assert again.unchanged == [(0, sha)] and again.table.num_rows == 0
+
+
+def test_oversize_files_are_refused_unread(tmp_path):
+    write_good(tmp_path / "a.dcm")
+    from tasks.dicom import Limits
+
+    result = process_batch(str(tmp_path), [Item(0, "a.dcm", "a", None, 10**9)], set(), TEST_KEY, 16,
+                           Limits(max_file_bytes=1000))
+    assert result.rejects[0][1] == "too_large"
