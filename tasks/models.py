@@ -1,0 +1,80 @@
+"""Model registry: networks chosen by name, all single-channel 2-D classifiers returning logits.
+
+No pretrained weights are downloaded (this runs offline); every network starts from random init.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from monai.networks import nets
+from torch import nn
+
+
+class SeedCNN(nn.Module):
+    """The seed project's CNN: two (conv-conv-pool-dropout) blocks, dense 512, dropout, class head."""
+
+    def __init__(self, num_classes: int, image_size: int, in_channels: int = 1, dropout: float = 0.25) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True),
+                nn.MaxPool2d(2), nn.Dropout(dropout),
+            )
+
+        self.features = nn.Sequential(block(in_channels, 32), block(32, 64))
+        side = image_size // 4
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * side * side, 512), nn.ReLU(inplace=True),
+            nn.Dropout(2 * dropout), nn.Linear(512, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # logits; softmax is applied by the loss / at inference
+
+
+class ViTClassifier(nn.Module):
+    """MONAI's ViT in classification mode, returning logits only."""
+
+    def __init__(self, num_classes: int, image_size: int, in_channels: int = 1) -> None:
+        super().__init__()
+        patch = max(4, image_size // 8)
+        self.vit = nets.ViT(in_channels=in_channels, img_size=image_size, patch_size=patch, hidden_size=192,
+                            mlp_dim=768, num_layers=6, num_heads=3, classification=True, num_classes=num_classes,
+                            spatial_dims=2, post_activation=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.vit(x)
+        return logits
+
+
+def _resnet(factory: Callable) -> Callable[[int, int], nn.Module]:
+    return lambda num_classes, image_size: factory(spatial_dims=2, n_input_channels=1, num_classes=num_classes)
+
+
+REGISTRY: dict[str, Callable[[int, int], nn.Module]] = {
+    "seed_cnn": lambda num_classes, image_size: SeedCNN(num_classes, image_size),
+    "resnet18": _resnet(nets.resnet18),
+    "resnet34": _resnet(nets.resnet34),
+    "resnet50": _resnet(nets.resnet50),
+    "densenet121": lambda num_classes, image_size: nets.DenseNet121(spatial_dims=2, in_channels=1, out_channels=num_classes),
+    "efficientnet_b0": lambda num_classes, image_size: nets.EfficientNetBN(
+        "efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=1, num_classes=num_classes),
+    "vit": lambda num_classes, image_size: ViTClassifier(num_classes, image_size),
+}
+
+
+class UnknownModelError(ValueError):
+    """A model name that is not in the registry."""
+
+
+def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
+    """A freshly initialised network by registry name."""
+    try:
+        factory = REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; choose one of {sorted(REGISTRY)}") from None
+    return factory(num_classes, image_size)
