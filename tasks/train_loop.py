@@ -1,0 +1,179 @@
+"""The per-worker training loop: plain ``train_epoch`` / ``evaluate`` functions and ``fit``, which
+runs with or without Ray (Ray Train only adds the distributed touch points, marked ``# DDP``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from tasks.augment import AugmentConfig, Augmenter
+from tasks.models import build_model
+
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # fixed normalisation of 8-bit display pixels scaled to [0, 1]
+
+
+class TrainConfig(BaseModel):
+    """One ensemble member's training; the defaults train well on small radiographs."""
+
+    model: str = Field("seed_cnn", description="registry name (tasks/models.py)")
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(2e-3, gt=0, description="peak AdamW learning rate (one-cycle schedule)")
+    weight_decay: float = Field(1e-4, ge=0)
+    early_stopping_patience: int = Field(5, ge=1, description="epochs without a better validation AUC")
+    class_weighted_loss: bool = Field(True, description="weight the loss by inverse class frequency")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    seed: int = 0
+    num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+
+
+class PixelDataset(Dataset):
+    """uint8 N x H x W images and integer labels -> normalised float tensors (augmented if given)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: Augmenter | None = None) -> None:
+        self.images, self.labels, self.augment = images, labels, augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = self.images[i]
+        if self.augment is not None:
+            image = self.augment(image)
+        x = (torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0) - PIXEL_MEAN) / PIXEL_STD
+        return x.unsqueeze(0), int(self.labels[i])
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, normalised to mean 1 (absent classes get weight 1)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / num_classes, 1.0)
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+                device: torch.device, scheduler=None, scaler: torch.amp.GradScaler | None = None) -> float:
+    """One pass over ``loader``; returns the mean training loss."""
+    model.train()
+    total, seen = 0.0, 0
+    for x, y in loader:
+        x, y = _to_device(x, device), y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=scaler is not None):
+            loss = loss_fn(model(x), y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += float(loss.detach()) * len(y)
+        seen += len(y)
+    return total / max(seen, 1)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and true labels for every item of ``loader``, in order."""
+    model.eval()
+    probs, labels = [], []
+    for x, y in loader:
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            logits = model(_to_device(x, device))
+        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        labels.append(y.numpy())
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def auc(probs: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC (one-vs-rest macro for more than two classes); NaN when a class is missing."""
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(labels, probs[:, 1]))
+    return float(roc_auc_score(labels, probs, multi_class="ovr", labels=list(range(probs.shape[1]))))
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one dict per epoch run
+    best_auc: float = float("-inf")
+    best_state: dict | None = None
+    epochs_run: list[int] = field(default_factory=list)
+
+
+def fit(
+    config: TrainConfig,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    num_classes: int,
+    device: torch.device | None = None,
+    on_epoch_end: Callable[[int, dict, dict], None] | None = None,
+    resume: dict | None = None,
+) -> FitResult:
+    """Train one member with early stopping on validation AUC.
+
+    ``on_epoch_end(epoch, metrics, checkpoint)`` is where a driver saves the checkpoint (Ray Train:
+    ``ray.train.report``); ``resume`` is such a checkpoint, and training continues after its epoch.
+    """
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(config.seed)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    image_size = train_images.shape[-1]
+    model = build_model(config.model, num_classes, image_size).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    train_loader = DataLoader(PixelDataset(train_images, train_labels, Augmenter(config.augment, image_size, config.seed)),
+                              batch_size=config.batch_size, shuffle=True,
+                              generator=torch.Generator().manual_seed(config.seed))
+    val_loader = DataLoader(PixelDataset(val_images, val_labels), batch_size=256)
+    weights = class_weights(train_labels, num_classes) if config.class_weighted_loss else None
+    loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate,
+                                                    total_steps=config.epochs * max(len(train_loader), 1))
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    result, start, stale = FitResult(), 0, 0
+    if resume:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        start, stale = resume["epoch"] + 1, resume["stale"]
+        result.best_auc, result.best_state = resume["best_auc"], resume["best_model"]
+    for epoch in range(start, config.epochs):
+        loss = train_epoch(model, train_loader, optimizer, loss_fn, device, scheduler, scaler)
+        val_auc = auc(*predict_proba(model, val_loader, device))
+        improved = val_auc > result.best_auc
+        if improved:
+            result.best_auc = val_auc
+            result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        stale = 0 if improved else stale + 1
+        metrics = {"epoch": epoch, "train_loss": loss, "val_auc": val_auc}
+        result.history.append(metrics)
+        result.epochs_run.append(epoch)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics, {
+                "epoch": epoch, "stale": stale, "best_auc": result.best_auc, "best_model": result.best_state,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            })
+        if stale >= config.early_stopping_patience:
+            break
+    return result
