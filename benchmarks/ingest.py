@@ -7,7 +7,7 @@ corpus writer — 8-bit 28x28, and 16-bit 128x128 with rescale + window — then
   * an unchanged rerun's marginal cost, as a fraction of the first run's
 The plain loop is dcmread + pixel_array + modality LUT + VOI/window + resize, one process.
 
-Usage: python benchmarks/ingest.py [--data PATH] [--limit N] [--corpus 128|28|both]
+Usage: python benchmarks/ingest.py [--data PATH] [--limit N] [--corpus 128|28|both] [--replicas 4] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "da
 CLASSES = ("normal", "pneumonia")
 
 
-def load(path: str, limit: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load(path: str, limit: int | None, replicas: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
     data = np.load(path)
     images, labels, splits = [], [], []
     for split, name in (("train", "train"), ("val", "val"), ("test", "test")):
@@ -43,7 +43,8 @@ def load(path: str, limit: int | None) -> tuple[np.ndarray, np.ndarray, list[str
     images, labels = np.concatenate(images), np.concatenate(labels)
     if limit:
         images, labels, splits = images[:limit], labels[:limit], splits[:limit]
-    return images, labels, splits
+    # replicas: the same pictures again as new files (new UIDs and patients), for a larger signal
+    return np.concatenate([images] * replicas), np.concatenate([labels] * replicas), splits * replicas
 
 
 def write_corpus(root: str, images: np.ndarray, labels: np.ndarray, splits: list[str], size: int) -> list[list[str]]:
@@ -147,10 +148,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="use only the first N images")
     parser.add_argument("--corpus", choices=["128", "28", "both"], default="both")
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration; medians are reported")
+    parser.add_argument("--replicas", type=int, default=4,
+                        help="write the data set this many times over, so the timed difference dwarfs run-to-run noise")
     args = parser.parse_args()
     os.environ.setdefault("MEDFLOW_PSEUDONYM_KEY", "benchmark-key-not-secret-0123456789")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    images, labels, splits = load(args.data, args.limit)
+    images, labels, splits = load(args.data, args.limit, args.replicas)
     print(f"cores: {os.cpu_count()}, images: {len(images)}")
     with tempfile.TemporaryDirectory(prefix="medflow-bench-") as work:
         os.environ.setdefault("PREFECT_HOME", os.path.join(work, "prefect"))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import secrets
 import sys
 
 
@@ -68,14 +66,6 @@ def one_line(exc: Exception) -> str:
     if callable(errors):
         return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in errors())
     return " ".join(str(exc).split())
-
-
-def print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, default=str))
-
-
-def new_demo_key() -> str:
-    return secrets.token_urlsafe(32)
 
 
 if __name__ == "__main__":

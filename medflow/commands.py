@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import threading
 
 from pydantic import ValidationError
@@ -126,9 +127,7 @@ def demo(args: argparse.Namespace) -> int:
         key_file = os.path.join(out, "pseudonym.key")
         os.makedirs(out, exist_ok=True)
         if not os.path.exists(key_file):
-            from medflow.cli import new_demo_key
-
-            storage.write_bytes_atomic(key_file, new_demo_key().encode())
+            storage.write_bytes_atomic(key_file, secrets.token_urlsafe(32).encode())
             os.chmod(key_file, 0o600)
         os.environ[deid.KEY_ENV] = open(key_file).read().strip()
         print(f"demo: no {deid.KEY_ENV} set; using a local demo key stored in {key_file}")
