@@ -7,13 +7,16 @@ readers never see half of one. Only the columns in ``SCHEMA`` exist; all are PHI
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.exceptions import TableNotFoundError
+from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from tasks import storage
 from tasks.ingest import STAGED_SCHEMA
@@ -22,11 +25,6 @@ from tasks.splits import audit
 SCHEMA = pa.schema(list(STAGED_SCHEMA) + [pa.field("split", pa.string())])
 INDEX_COLUMNS = ["image_key", "patient_key", "label", "split", "source_sha256", "pixels_sha256"]
 METADATA_KEY = "medflow"
-# Pixels: LZ4 (fast, ~20% smaller than raw) and no min/max statistics (useless for blobs, and slow).
-WRITER = WriterProperties(
-    compression="LZ4_RAW",
-    column_properties={"pixels": ColumnProperties(statistics_enabled="NONE", dictionary_enabled=False)},
-)
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -61,18 +59,38 @@ def read_index(uri: str) -> pa.Table:
     return table.to_pyarrow_dataset().to_table(columns=INDEX_COLUMNS)
 
 
-def append_version(uri: str, rows: pa.Table | Iterator[pa.RecordBatch], summary: dict) -> int:
-    """Write ``rows`` as one new version (one atomic commit); return its number."""
-    if not isinstance(rows, pa.Table):
-        rows = pa.RecordBatchReader.from_batches(SCHEMA, rows)
-    write_deltalake(
-        _uri(uri),
-        rows,
-        mode="append",
-        storage_options=storage.delta_storage_options(),
-        writer_properties=WRITER,
-        commit_properties=CommitProperties(custom_metadata={METADATA_KEY: json.dumps(summary)}),
-    )
+def write_part(uri: str, rows: pa.Table) -> dict:
+    """Write one Parquet data file into the table folder (not yet part of any version).
+
+    Returns the facts of its Delta add action. Runs on Ray workers, in parallel; a file whose
+    commit never happens stays invisible to readers.
+    """
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    columns = [c for c in SCHEMA.names if c != "pixels"]  # no dictionary or min/max for pixel blobs
+    sink = pa.BufferOutputStream()
+    pq.write_table(rows.select(SCHEMA.names).cast(SCHEMA), sink, compression="lz4",
+                   use_dictionary=columns, write_statistics=columns)
+    data = sink.getvalue().to_pybytes()
+    storage.write_bytes_atomic(storage.join(_uri(uri), name), data)
+    return {"path": name, "size": len(data), "rows": rows.num_rows, "mtime_ms": int(time.time() * 1000)}
+
+
+def commit_parts(uri: str, parts: list[dict], summary: dict) -> int:
+    """Make written parts one new version, in one atomic commit; return its number."""
+    actions = [
+        AddAction(path=p["path"], size=p["size"], partition_values={}, modification_time=p["mtime_ms"],
+                  data_change=True, stats=json.dumps({"numRecords": p["rows"]}))
+        for p in parts
+    ]
+    properties = CommitProperties(custom_metadata={METADATA_KEY: json.dumps(summary)})
+    try:
+        table = open_table(uri)
+    except DatasetNotFoundError:
+        create_table_with_add_actions(_uri(uri), Schema.from_arrow(SCHEMA), actions, mode="error",
+                                      storage_options=storage.delta_storage_options(), commit_properties=properties)
+        return 0
+    table.create_write_transaction(actions, mode="append", schema=Schema.from_arrow(SCHEMA),
+                                   commit_properties=properties)
     return open_table(uri).version()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 
 import pyarrow as pa
 import ray
@@ -16,26 +15,30 @@ from tasks.reconcile import Outcome
 REJECTS_HEADER = ("path", "reason", "detail")
 
 
-def kept_batches(decoded: Decoded, keep: dict[int, str]) -> Iterator[pa.RecordBatch]:
-    """Kept rows with their split. Tables come from Ray's object store without copying (Arrow
-    buffers map the shared memory), so the driver's own memory does not grow with the corpus."""
+@ray.remote(num_cpus=1, max_retries=2)
+def _write_part_task(uri: str, table: pa.Table, rows: list[int], splits: list[str]) -> dict:
+    if len(rows) < table.num_rows:
+        table = table.take(rows)
+    return dataset.write_part(uri, table.append_column("split", pa.array(splits, pa.string())))
+
+
+def write_parts(uri: str, decoded: Decoded, keep: dict[int, str]) -> list[dict]:
+    """Each batch's kept rows, with their split, written as one data file by a Ray worker (in parallel;
+    the pixels go from the object store to storage without passing through the driver)."""
+    pending = []
     for result, table_ref in zip(decoded.results, decoded.tables, strict=True):
         wanted = [(row, keep[idx]) for row, idx in enumerate(result.index) if idx in keep]
-        if not wanted:
-            continue
-        table: pa.Table = ray.get(table_ref)
-        if len(wanted) < table.num_rows:
-            table = table.take([row for row, _ in wanted])
-        table = table.append_column("split", pa.array([s for _, s in wanted], pa.string()))
-        yield from table.select(dataset.SCHEMA.names).to_batches()
+        if wanted:
+            rows, splits = [r for r, _ in wanted], [s for _, s in wanted]
+            pending.append(_write_part_task.remote(uri, table_ref, rows, splits))
+    return ray.get(pending)
 
 
 def publish_version(uri: str, decoded: Decoded, outcome: Outcome, summary: dict) -> int | None:
     """One new version with every kept row, or None (and no commit) when nothing is new."""
     if not outcome.keep:
         return None
-    table = pa.Table.from_batches(list(kept_batches(decoded, outcome.keep)), dataset.SCHEMA)
-    return dataset.append_version(uri, table, summary)
+    return dataset.commit_parts(uri, write_parts(uri, decoded, outcome.keep), summary)
 
 
 def write_rejects(uri: str, rows: list[tuple[str, str, str]]) -> None:

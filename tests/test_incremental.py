@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-import tasks.publish
+import tasks.dataset
 from flows.ingest import IngestParams, ingest_flow
 from tasks import dataset
 from tests.corpora import good_corpus, read_csv
@@ -61,19 +61,15 @@ def test_only_new_files_are_decoded_and_patients_keep_their_split(tmp_path, corp
 def test_crash_mid_publish_then_rerun_equals_one_clean_run(tmp_path, corpus, ray_local, monkeypatch):
     source, labels = corpus
     crashed = params_for(tmp_path, source, labels, "crashed")
-    real = tasks.publish.kept_batches
+    def crash_before_commit(*args, **kwargs):
+        raise RuntimeError("simulated crash after the data files were written")
 
-    def one_batch_then_crash(*args, **kwargs):
-        for i, batch in enumerate(real(*args, **kwargs)):
-            if i == 1:
-                raise RuntimeError("simulated crash while writing the version")
-            yield batch
-
-    monkeypatch.setattr(tasks.publish, "kept_batches", one_batch_then_crash)
+    monkeypatch.setattr(tasks.dataset, "commit_parts", crash_before_commit)
     with pytest.raises(Exception, match="simulated crash"):
         ingest_flow(crashed)
     monkeypatch.undo()
-    assert dataset.latest_version(crashed.dataset) is None  # nothing half-published
+    assert any(name.startswith("part-") for name in os.listdir(crashed.dataset))  # orphan files exist...
+    assert dataset.latest_version(crashed.dataset) is None  # ...but no version: nothing half-published
     rerun = ingest_flow(crashed)
     clean = params_for(tmp_path, source, labels, "clean")
     ingest_flow(clean)
