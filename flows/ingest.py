@@ -14,6 +14,7 @@ from tqdm import tqdm
 from flows.retry import IO_RETRIES, QUIET
 from tasks import dataset, deid, storage
 from tasks.dicom import Limits
+from tasks.ingest import KnownDigests
 from tasks.labels import Plan, plan
 from tasks.parallel import Decoded, decode_all
 from tasks.publish import publish_version, write_rejects
@@ -65,7 +66,7 @@ def read_dataset_index(uri: str):
 @task(**QUIET)
 def decode_on_ray(params: IngestParams, work: Plan, index) -> Decoded:
     limits = Limits(max_file_bytes=params.max_file_bytes, max_pixels=params.max_pixels)
-    known = set(index.column("source_sha256").to_pylist())
+    known = KnownDigests(index.column("source_sha256").to_pylist())
     with tqdm(total=len(work.items), unit="file", desc="decoding", disable=not sys.stderr.isatty()) as bar:
         return decode_all(params.source, work.items, known, deid.load_pseudonym_key(), params.image_size, limits, bar.update)
 

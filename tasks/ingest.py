@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from tasks import deid, storage
@@ -48,6 +50,24 @@ class BatchResult:
     keys: list[tuple[str, str, str, str]] = field(default_factory=list)  # (image, patient, source sha, pixels sha) per row
     unchanged: list[tuple[int, str]] = field(default_factory=list)  # (item index, sha) already ingested
     rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (item index, reason, detail)
+
+
+class KnownDigests:
+    """SHA-256 hex digests already in the dataset, as one sorted fixed-width byte array: it reaches
+    Ray workers without per-task unpickling of a big set, and answers by binary search."""
+
+    def __init__(self, hex_digests: Iterable[str] = ()) -> None:
+        self.digests = np.sort(np.array([h.encode() for h in hex_digests], dtype="S64"))
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    def __contains__(self, hex_digest: object) -> bool:
+        if not isinstance(hex_digest, str) or not len(self.digests):
+            return False
+        value = np.bytes_(hex_digest.encode())
+        i = int(np.searchsorted(self.digests, value))
+        return i < len(self.digests) and self.digests[i] == value
 
 
 def read_source(uri: str, size: int, limits: Limits) -> bytes:
@@ -94,7 +114,7 @@ def image_row(data: bytes, sha: str, label: str, key: bytes, image_size: int, li
 def process_batch(
     source: str,
     items: list[Item],
-    known_sha: frozenset[str] | set[str],
+    known_sha: Container[str],
     key: bytes,
     image_size: int,
     limits: Limits = Limits(),

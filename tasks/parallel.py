@@ -14,7 +14,7 @@ import ray
 from ray.exceptions import RayError
 
 from tasks.dicom import Limits
-from tasks.ingest import BatchResult, process_batch
+from tasks.ingest import BatchResult, KnownDigests, process_batch
 from tasks.labels import Item
 
 
@@ -58,7 +58,7 @@ def batch_size_for(n_items: int, workers: int, largest: int = 256, smallest: int
 def decode_all(
     source: str,
     items: list[Item],
-    known_sha: set[str],
+    known_sha: KnownDigests,
     key: bytes,
     image_size: int,
     limits: Limits = Limits(),
@@ -68,7 +68,7 @@ def decode_all(
     ensure_ray()
     workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
     size = batch_size_for(len(items), workers)
-    known_ref = ray.put(frozenset(known_sha))
+    known_ref = ray.put(known_sha)
     key_ref = ray.put(key)
     decoded = Decoded()
     for batch, (meta_ref, table_ref) in _bounded(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tasks.ingest import process_batch
+from tasks.ingest import KnownDigests, process_batch
 from tasks.labels import Item
 from tests.conftest import TEST_KEY
 from tests.fixtures import PHI, RAMP
@@ -45,3 +45,14 @@ def test_oversize_files_are_refused_unread(tmp_path):
     result = process_batch(str(tmp_path), [Item(0, "a.dcm", "a", None, 10**9)], set(), TEST_KEY, 16,
                            Limits(max_file_bytes=1000))
     assert result.rejects[0][1] == "too_large"
+
+
+def test_known_digests_membership():
+    import hashlib
+    import pickle
+
+    present = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50)] + ["ab" * 31 + "00"]
+    known = pickle.loads(pickle.dumps(KnownDigests(present)))
+    assert all(h in known for h in present) and len(known) == 51
+    assert hashlib.sha256(b"new").hexdigest() not in known and "ab" * 31 + "01" not in known
+    assert "00" * 32 not in KnownDigests()

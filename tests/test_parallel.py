@@ -9,6 +9,7 @@ import threading
 import time
 
 from tasks import parallel
+from tasks.ingest import KnownDigests
 from tasks.labels import plan
 from tests.conftest import TEST_KEY
 from tests.corpora import good_corpus
@@ -37,7 +38,7 @@ def test_a_killed_worker_loses_no_file(tmp_path, ray_local):
     stop, killed = threading.Event(), []
     killer = threading.Thread(target=lambda: killed.extend(_kill_one_worker(stop)))
     killer.start()
-    decoded = parallel.decode_all(str(tmp_path / "src"), work.items, set(), TEST_KEY, 16)
+    decoded = parallel.decode_all(str(tmp_path / "src"), work.items, KnownDigests(), TEST_KEY, 16)
     stop.set()
     killer.join()
     assert killed, "no worker was running a batch to kill"
