@@ -109,6 +109,29 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a DDP wrapper (state dicts without ``module.`` prefixes)."""
+    return getattr(model, "module", model)
+
+
+class Distributed:
+    """DDP touch points; this base class is the single-process identity (subclassed for Ray Train)."""
+
+    rank = 0
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def prepare_loader(self, loader: DataLoader) -> DataLoader:
+        return loader
+
+    def gather(self, probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return probs, labels
+
+    def mean(self, value: float) -> float:
+        return value
+
+
 @dataclass
 class FitResult:
     history: list[dict] = field(default_factory=list)  # one dict per epoch run
@@ -127,24 +150,31 @@ def fit(
     device: torch.device | None = None,
     on_epoch_end: Callable[[int, dict, dict], None] | None = None,
     resume: dict | None = None,
+    distributed: Distributed | None = None,
 ) -> FitResult:
     """Train one member with early stopping on validation AUC.
 
     ``on_epoch_end(epoch, metrics, checkpoint)`` is where a driver saves the checkpoint (Ray Train:
     ``ray.train.report``); ``resume`` is such a checkpoint, and training continues after its epoch.
+    ``distributed`` holds the DDP touch points; without it this is plain single-process training.
     """
+    dist = distributed or Distributed()
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     image_size = train_images.shape[-1]
-    model = build_model(config.model, num_classes, image_size).to(device)
+    model = build_model(config.model, num_classes, image_size)
+    if resume:
+        model.load_state_dict(resume["model"])
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    train_loader = DataLoader(PixelDataset(train_images, train_labels, Augmenter(config.augment, image_size, config.seed)),
-                              batch_size=config.batch_size, shuffle=True,
-                              generator=torch.Generator().manual_seed(config.seed))
-    val_loader = DataLoader(PixelDataset(val_images, val_labels), batch_size=256)
+    model = dist.wrap_model(model)  # DDP
+    train_loader = dist.prepare_loader(DataLoader(  # DDP: a distinct shard per worker
+        PixelDataset(train_images, train_labels, Augmenter(config.augment, image_size, config.seed + dist.rank)),
+        batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed)))
+    val_loader = dist.prepare_loader(DataLoader(PixelDataset(val_images, val_labels), batch_size=256))
     weights = class_weights(train_labels, num_classes) if config.class_weighted_loss else None
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -153,18 +183,19 @@ def fit(
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     result, start, stale = FitResult(), 0, 0
     if resume:
-        model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         start, stale = resume["epoch"] + 1, resume["stale"]
         result.best_auc, result.best_state = resume["best_auc"], resume["best_model"]
     for epoch in range(start, config.epochs):
-        loss = train_epoch(model, train_loader, optimizer, loss_fn, device, scheduler, scaler)
-        val_auc = auc(*predict_proba(model, val_loader, device))
+        if hasattr(train_loader, "sampler") and hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)  # DDP: a new shuffle each epoch
+        loss = dist.mean(train_epoch(model, train_loader, optimizer, loss_fn, device, scheduler, scaler))
+        val_auc = auc(*dist.gather(*predict_proba(model, val_loader, device)))  # DDP: AUC over all workers
         improved = val_auc > result.best_auc
         if improved:
             result.best_auc = val_auc
-            result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            result.best_state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
         stale = 0 if improved else stale + 1
         metrics = {"epoch": epoch, "train_loss": loss, "val_auc": val_auc}
         result.history.append(metrics)
@@ -172,7 +203,8 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics, {
                 "epoch": epoch, "stale": stale, "best_auc": result.best_auc, "best_model": result.best_state,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
             })
         if stale >= config.early_stopping_patience:
             break
