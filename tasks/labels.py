@@ -53,21 +53,42 @@ def read_labels(labels_uri: str) -> list[dict[str, str]]:
     return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
 
 
+class PathGuard:
+    """Decides whether a CSV path may be opened below ``source``, lexically and (locally) through
+    symlinks; resolved folders are cached, so a large CSV costs one ``lstat`` per file."""
+
+    def __init__(self, source: str) -> None:
+        self.local = not storage.is_remote(source)
+        self.root = os.path.realpath(storage.local_path(source)) if self.local else ""
+        self._folders: dict[tuple[str, ...], str] = {}
+
+    def _folder(self, parts: tuple[str, ...]) -> str:
+        if parts not in self._folders:
+            self._folders[parts] = os.path.realpath(os.path.join(self.root, *parts))
+        return self._folders[parts]
+
+    def reason(self, rel: str) -> str | None:
+        """Why ``rel`` may not be opened (None when it may)."""
+        if not rel:
+            return "empty path"
+        if rel.startswith(("/", "\\")) or "://" in rel or (len(rel) > 1 and rel[1] == ":"):
+            return "absolute path"
+        parts = rel.replace("\\", "/").split("/")
+        if ".." in parts:
+            return "path contains '..'"
+        if self.local:
+            folder = self._folder(tuple(p for p in parts[:-1] if p not in ("", ".")))
+            target = os.path.join(folder, parts[-1])
+            if os.path.islink(target):
+                target = os.path.realpath(target)
+            if os.path.commonpath([self.root, target]) != self.root:
+                return "path resolves (through a symlink) outside the source"
+        return None
+
+
 def outside_reason(source: str, rel: str) -> str | None:
     """Why ``rel`` may not be opened below ``source`` (None when it may)."""
-    if not rel:
-        return "empty path"
-    if rel.startswith(("/", "\\")) or "://" in rel or (len(rel) > 1 and rel[1] == ":"):
-        return "absolute path"
-    parts = rel.replace("\\", "/").split("/")
-    if ".." in parts:
-        return "path contains '..'"
-    if not storage.is_remote(source):
-        root = os.path.realpath(storage.local_path(source))
-        target = os.path.realpath(os.path.join(root, *parts))
-        if os.path.commonpath([root, target]) != root:
-            return "path resolves (through a symlink) outside the source"
-    return None
+    return PathGuard(source).reason(rel)
 
 
 def plan(source: str, labels_uri: str) -> Plan:
@@ -76,13 +97,14 @@ def plan(source: str, labels_uri: str) -> Plan:
     listing = dict(storage.list_files(source))
     labels_rel = _relative_to(source, labels_uri)
     result = Plan()
+    guard = PathGuard(source)
     seen: dict[str, tuple[str, str | None]] = {}
     conflicted: set[str] = set()
     mentioned: set[str] = set()  # every path the CSV names, refused or not
     for row in rows:
         rel = row.get("path", "")
         label, split = row.get("label", ""), (row.get("split") or "").lower() or None
-        why = outside_reason(source, rel)
+        why = guard.reason(rel)
         if why:
             if rel not in mentioned:
                 result.rejects.append((rel, "path_outside_source", why))
