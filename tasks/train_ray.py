@@ -3,6 +3,7 @@ a checkpoint every epoch into the run's storage, and resumption after a worker f
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 
@@ -13,7 +14,7 @@ import torch.distributed as torch_dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, prepare_data_loader, prepare_model
 
-from tasks import dataset
+from tasks import dataset, storage
 from tasks.train_loop import Distributed, TrainConfig, fit
 
 CHECKPOINT_FILE = "state.pt"
@@ -58,6 +59,26 @@ class RayDistributed(Distributed):
         return float(tensor) / self.world
 
 
+def latest_checkpoint(run_folder: str) -> dict | None:
+    """The newest readable checkpoint state below ``run_folder`` (a path or ``s3://``), or None.
+
+    Ray Train names checkpoint folders ``checkpoint_<timestamp>``, so names sort by age; one cut
+    short by a crash fails to load and the one before it is used.
+    """
+    fs = storage.filesystem(run_folder)
+    base = storage.strip_protocol(run_folder)
+    if not fs.exists(base):
+        return None
+    folders = sorted((p for p in fs.ls(base, detail=False) if os.path.basename(p).startswith("checkpoint_")), reverse=True)
+    for folder in folders:
+        try:
+            with fs.open(f"{folder}/{CHECKPOINT_FILE}", "rb") as f:
+                return torch.load(io.BytesIO(f.read()), weights_only=True)
+        except Exception:  # missing or partial file: try the previous checkpoint
+            continue
+    return None
+
+
 def worker_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
     config = TrainConfig(**loop_config["config"])
@@ -66,9 +87,11 @@ def worker_loop(loop_config: dict) -> None:
     val = load_split(loop_config["dataset"], "val", classes, loop_config.get("version"))
     resume = None
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint:  # restarted after a failure, or rerun with the same run: continue, not epoch 1
+    if checkpoint:
         with checkpoint.as_directory() as folder:
             resume = torch.load(os.path.join(folder, CHECKPOINT_FILE), weights_only=True)
+    else:  # restarted after a failure, or rerun with the same run: continue, not epoch 1
+        resume = latest_checkpoint(loop_config["run_folder"])
     dist = RayDistributed()
 
     def report(epoch: int, metrics: dict, state: dict) -> None:
@@ -90,7 +113,7 @@ def train_member(dataset_uri: str, storage_path: str, name: str, config: TrainCo
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"config": config.model_dump(), "dataset": dataset_uri, "version": version,
-                           "classes": classes},
+                           "classes": classes, "run_folder": storage.join(storage_path, name)},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=torch.cuda.is_available()),
         run_config=RunConfig(name=name, storage_path=storage_path,
                              failure_config=FailureConfig(max_failures=max_failures),

@@ -1,9 +1,14 @@
-"""Ray Train with real workers: 2 CPU workers (DDP over gloo) learn the synthetic task and
-checkpoint every epoch into the run's storage."""
+"""Ray Train with real workers: 2 CPU workers (DDP over gloo) learn the synthetic task, checkpoint
+every epoch into the run's storage, and a worker killed mid-training resumes from a checkpoint."""
 
 from __future__ import annotations
 
 import glob
+import os
+import signal
+import subprocess
+import threading
+import time
 
 import pytest
 
@@ -37,3 +42,33 @@ def test_two_workers_learn_and_checkpoint_every_epoch(small_dataset):
     assert result.metrics["epoch"] == CONFIG.epochs - 1 and result.metrics["resumed_from"] == -1
     assert result.checkpoint is not None
     assert glob.glob(str(root / "runs" / "member-0" / "**" / "state.pt"), recursive=True)
+
+
+def _kill_a_worker_after_two_checkpoints(folder: str, killed: list[int], stop: threading.Event) -> None:
+    while not stop.is_set():
+        # two checkpoints on storage: the first one is complete
+        if len(glob.glob(os.path.join(folder, "**", "state.pt"), recursive=True)) >= 2:
+            pids = subprocess.run(["pgrep", "-f", "RayTrainWorker"], capture_output=True, text=True).stdout.split()
+            if pids:
+                os.kill(int(pids[-1]), signal.SIGKILL)
+                killed.append(int(pids[-1]))
+                return
+        time.sleep(0.05)
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint(small_dataset):
+    root, uri = small_dataset
+    folder = str(root / "runs" / "member-killed")
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_a_worker_after_two_checkpoints, args=(folder, killed, stop))
+    killer.start()
+    config = CONFIG.model_copy(update={"epochs": 6})
+    result = train_member(uri, str(root / "runs"), "member-killed", config, CLASSES, workers=2)
+    stop.set()
+    killer.join()
+    assert killed, "no worker was killed"
+    assert result.error is None
+    assert result.metrics["epoch"] == config.epochs - 1
+    assert result.metrics["resumed_from"] >= 0  # the restarted workers continued after a checkpoint, not from scratch
+
