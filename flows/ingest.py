@@ -51,8 +51,6 @@ class IngestParams(BaseModel):
         return self
 
 
-
-
 @task(**IO_RETRIES, **QUIET)
 def plan_inputs(params: IngestParams) -> Plan:
     return plan(params.source, params.labels)

@@ -241,9 +241,8 @@ def check_window(ds: Dataset) -> None:
     """Refuse windows pydicom would refuse, with the tag named."""
     if "VOILUTSequence" in ds or "WindowWidth" not in ds:
         return
-    width = ds["WindowWidth"].value
-    first = width[0] if ds["WindowWidth"].VM > 1 else width
-    if first is None or float(first) < 1:
+    width = _first(ds, "WindowWidth")
+    if width is None or width < 1:
         raise Rejection("invalid_header", "(0028,1051) Window Width must be >= 1")
 
 
@@ -311,8 +310,7 @@ def _linear_display(ds: Dataset, stored: np.ndarray) -> np.ndarray | None:
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
     if function not in ("LINEAR", "LINEAR_EXACT"):
         return None
-    if width < 1:
-        raise Rejection("invalid_header", "(0028,1051) Window Width must be >= 1")
+    check_window(ds)
     if width == 1 and function == "LINEAR":
         return None  # a step function: pydicom's path handles the degenerate width
     values = stored.astype(np.float64)

@@ -86,11 +86,6 @@ class PathGuard:
         return None
 
 
-def outside_reason(source: str, rel: str) -> str | None:
-    """Why ``rel`` may not be opened below ``source`` (None when it may)."""
-    return PathGuard(source).reason(rel)
-
-
 def plan(source: str, labels_uri: str) -> Plan:
     """Match CSV rows to source files; every file and row gets exactly one outcome."""
     rows = read_labels(labels_uri)

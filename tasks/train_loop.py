@@ -188,7 +188,7 @@ def fit(
         start, stale = resume["epoch"] + 1, resume["stale"]
         result.best_auc, result.best_state = resume["best_auc"], resume["best_model"]
     for epoch in range(start, config.epochs):
-        if hasattr(train_loader, "sampler") and hasattr(train_loader.sampler, "set_epoch"):
+        if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)  # DDP: a new shuffle each epoch
         loss = dist.mean(train_epoch(model, train_loader, optimizer, loss_fn, device, scheduler, scaler))
         val_auc = auc(*dist.gather(*predict_proba(model, val_loader, device)))  # DDP: AUC over all workers
