@@ -21,8 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="synthetic DICOM corpus -> the whole pipeline, locally")
     demo.add_argument("--out", default="medflow-demo", help="folder for the corpus, dataset and outputs")
-    demo.add_argument("--patients", type=int, default=40)
+    demo.add_argument("--patients", type=int, default=50)
     demo.add_argument("--images-per-patient", type=int, default=4)
+    demo.add_argument("--epochs", type=int, default=6, help="epochs per ensemble member")
 
     ingest = sub.add_parser("ingest", help="DICOM source + labels CSV -> a new dataset version")
     ingest.add_argument("source", help="folder or s3://bucket/prefix of DICOM files")
@@ -34,6 +35,23 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--split-fractions", default="0.7,0.15,0.15", help="train,val,test fractions")
     ingest.add_argument("--allow-split-leakage", action="store_true",
                         help="accept CSV splits that put one patient in two splits")
+
+    train = sub.add_parser("train", help="train an ensemble on Ray Train from a dataset version")
+    train.add_argument("--dataset", required=True, help="dataset URI (path or s3://)")
+    train.add_argument("--run", required=True, help="run folder (path or s3://); rerun the same to resume")
+    train.add_argument("--config", help="YAML run config (see README); flags below override it")
+    train.add_argument("--members", type=int, help="ensemble size")
+    train.add_argument("--epochs", type=int, help="epochs per member (early stopping may end sooner)")
+    train.add_argument("--workers", type=int, help="Ray Train workers (DDP) per member")
+    train.add_argument("--version", type=int, help="dataset version (default: latest)")
+
+    evaluate = sub.add_parser("evaluate", help="fit the ensemble on validation; metrics with CIs and the report")
+    evaluate.add_argument("--run", required=True, help="run folder written by `medflow train`")
+
+    predict = sub.add_parser("predict", help="predict every DICOM file below SOURCE")
+    predict.add_argument("--model", required=True, help="model folder, or a run folder")
+    predict.add_argument("source", help="folder or s3://bucket/prefix of DICOM files")
+    predict.add_argument("--out", required=True, help="CSV: path,predicted,p_<class>...,reason")
 
     ds = sub.add_parser("dataset", help="inspect or export a dataset")
     ds_sub = ds.add_subparsers(dest="dataset_command", required=True)

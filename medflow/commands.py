@@ -10,8 +10,12 @@ import threading
 
 from pydantic import ValidationError
 
+from flows.evaluate import EvaluateParams, evaluate_flow
 from flows.ingest import IngestParams, ingest_flow
-from tasks import dataset, deid, storage
+from flows.predict import PredictParams, predict_flow
+from flows.train import TrainParams, train_flow
+from tasks import dataset, deid, report, storage
+from tasks.config import RunConfig, load_config
 from tasks.labels import LabelsError, read_labels
 from tasks.parallel import ensure_ray
 from tasks.splits import SplitLeakageError
@@ -24,6 +28,7 @@ CONFIGURATION_ERRORS = (
     dataset.DatasetNotFoundError,
     ValidationError,
     ValueError,
+    FileNotFoundError,
 )
 
 
@@ -34,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
         return dataset_info(args) if args.dataset_command == "info" else dataset_export(args)
     if args.command == "demo":
         return demo(args)
+    if args.command == "train":
+        return train(args)
+    if args.command == "evaluate":
+        return evaluate(args)
+    if args.command == "predict":
+        return predict(args)
     raise AssertionError(args.command)
 
 
@@ -120,6 +131,61 @@ def dataset_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def train(args: argparse.Namespace) -> int:
+    config = load_config(args.config, {"members": args.members, "workers": args.workers, "train.epochs": args.epochs})
+    params = TrainParams(dataset=args.dataset, run=args.run, version=args.version, config=config)
+    if dataset.latest_version(params.dataset) is None:
+        raise ValueError(f"no dataset at {params.dataset}; run `medflow ingest` first")
+    start_services()
+    print_train_summary(train_flow(params))
+    return 0
+
+
+def print_train_summary(summary: dict) -> None:
+    print(f"run {summary['run']}: dataset v{summary['dataset_version']}, classes {summary['classes']}")
+    for m in summary["members"]:
+        print(f"  {m['name']} ({m['architecture']}, seed {m['seed']}): best validation AUC {m['best_val_auc']:.3f}, "
+              f"{m['epochs_run']} epochs")
+    print(f"  model written to {storage.join(summary['run'], 'model')}")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    params = EvaluateParams(run=args.run)
+    if not storage.exists(storage.join(params.run, "model", "model.json")):
+        raise FileNotFoundError(f"no trained model in {params.run}/model (run `medflow train` first)")
+    start_services()
+    print_evaluation(evaluate_flow(params))
+    return 0
+
+
+def print_evaluation(result: dict) -> None:
+    ens = result["ensemble"]
+    print(f"ensemble: {ens['combiner']}, temperature {ens['temperature']:.2f}, "
+          f"operating point {ens['threshold']:.3f} (fitted on validation)")
+    for split in ("test", "val"):
+        point, ci = result[split]["point"], result[split]["ci"]
+        print(f"  {split}: AUC {report.fmt(point['auc'], ci.get('auc'))}, "
+              f"accuracy {report.fmt(point['accuracy_at_op'], ci.get('accuracy_at_op'))}, "
+              f"sensitivity {report.fmt(point['sensitivity_at_op'], ci.get('sensitivity_at_op'))}, "
+              f"specificity {report.fmt(point['specificity_at_op'], ci.get('specificity_at_op'))}")
+    print(f"  report: {result['report']}")
+    print(f"  metrics: {result['metrics']}")
+
+
+def predict(args: argparse.Namespace) -> int:
+    params = PredictParams(model=args.model, source=args.source, out=args.out)
+    if not storage.exists(params.source):
+        raise ValueError(f"source not found: {params.source}")
+    from tasks.model_store import resolve
+
+    resolve(params.model)  # a missing model is a one-line error before any flow starts
+    start_services()
+    counts = predict_flow(params)
+    print(f"predictions written to {params.out}: {sum(counts['predicted'].values())} predicted {counts['predicted']}, "
+          f"{sum(counts['refused'].values())} refused {counts['refused']}")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     out = os.path.abspath(args.out)
     source = os.path.join(out, "source")
@@ -133,8 +199,19 @@ def demo(args: argparse.Namespace) -> int:
         print(f"demo: no {deid.KEY_ENV} set; using a local demo key stored in {key_file}")
     if not os.path.exists(os.path.join(source, "labels.csv")):
         print(f"demo: writing a synthetic DICOM corpus to {source}")
-        write_corpus(source, n_patients=args.patients, images_per_patient=args.images_per_patient)
-    params = IngestParams(source=source, labels=os.path.join(source, "labels.csv"),
+        write_corpus(source, n_patients=args.patients, images_per_patient=args.images_per_patient, contrast=0.08)
+    params = IngestParams(source=source, labels=os.path.join(source, "labels.csv"), image_size=64,
                           dataset=os.path.join(out, "dataset"), rejects=os.path.join(out, "rejects.csv"))
+    start_services()
     print_ingest_summary(ingest_flow(params), params)
+    config = RunConfig.model_validate({"members": 3, "train": {"epochs": args.epochs}, "evaluation": {"bootstrap_resamples": 1000}})
+    run = os.path.join(out, "runs", f"v{dataset.latest_version(params.dataset)}-{config_digest(config)}")
+    print_train_summary(train_flow(TrainParams(dataset=params.dataset, run=run, config=config)))
+    print_evaluation(evaluate_flow(EvaluateParams(run=run)))
     return 0
+
+
+def config_digest(config: RunConfig) -> str:
+    import hashlib
+
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:8]

@@ -168,8 +168,8 @@ def to_bytes(ds: Dataset, raw: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def lesion_image(rng: np.random.Generator, size: int, abnormal: bool) -> np.ndarray:
-    """A chest-like float image in [0, 1]; ``abnormal`` adds a bright round opacity."""
+def lesion_image(rng: np.random.Generator, size: int, abnormal: bool, contrast: float = 0.35) -> np.ndarray:
+    """A chest-like float image in [0, 1]; ``abnormal`` adds a bright round opacity of ``contrast``."""
     yy, xx = np.mgrid[0:size, 0:size] / size
     image = 0.35 + 0.25 * np.exp(-((xx - 0.3) ** 2 + (yy - 0.5) ** 2) / 0.05)
     image += 0.25 * np.exp(-((xx - 0.7) ** 2 + (yy - 0.5) ** 2) / 0.05)
@@ -177,7 +177,7 @@ def lesion_image(rng: np.random.Generator, size: int, abnormal: bool) -> np.ndar
     if abnormal:
         cy, cx = rng.uniform(0.3, 0.7, 2)
         radius = rng.uniform(0.06, 0.12)
-        image += 0.35 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius**2))
+        image += contrast * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius**2))
     return np.clip(image, 0, 1)
 
 
@@ -189,10 +189,12 @@ def write_corpus(
     encodings: Sequence[str] = DEFAULT_MIX,
     seed: int = 0,
     labels_name: str = "labels.csv",
+    contrast: float = 0.35,
 ) -> str:
     """Write a corpus (one folder per patient, named with PHI) and its labels CSV; return the CSV path.
 
-    Each image's label is drawn per image (about 40% abnormal); encodings rotate through ``encodings``.
+    Each image's label is drawn per image (about 40% abnormal); encodings rotate through ``encodings``;
+    ``contrast`` sets how visible the abnormal opacity is (lower is harder).
     """
     rng = np.random.default_rng(seed)
     rows: list[tuple[str, str]] = []
@@ -205,7 +207,7 @@ def write_corpus(
             abnormal = bool(rng.random() < 0.4)
             encoding = encodings[counter % len(encodings)]
             counter += 1
-            ds = encode_image(lesion_image(rng, size, abnormal), encoding, phi)
+            ds = encode_image(lesion_image(rng, size, abnormal, contrast), encoding, phi)
             rel = f"{folder}/{CANARY}_img{i:03d}.dcm"
             with open(os.path.join(out_dir, rel), "wb") as f:
                 f.write(to_bytes(ds, raw=encoding == "raw"))

@@ -22,9 +22,9 @@ PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # fixed normalisation of 8-bit display pixels
 class TrainConfig(BaseModel):
     """One ensemble member's training; the defaults train well on small radiographs."""
 
-    model: str = Field("seed_cnn", description="registry name (tasks/models.py)")
+    model: str = Field("resnet18", description="registry name (tasks/models.py)")
     epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(2e-3, gt=0, description="peak AdamW learning rate (one-cycle schedule)")
     weight_decay: float = Field(1e-4, ge=0)
     early_stopping_patience: int = Field(5, ge=1, description="epochs without a better validation AUC")
@@ -104,6 +104,13 @@ def auc(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(roc_auc_score(labels, probs, multi_class="ovr", labels=list(range(probs.shape[1]))))
 
 
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true classes (unweighted)."""
+    if not len(labels):
+        return float("nan")
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1)).mean())
+
+
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
@@ -136,6 +143,7 @@ class Distributed:
 class FitResult:
     history: list[dict] = field(default_factory=list)  # one dict per epoch run
     best_auc: float = float("-inf")
+    best_loss: float = float("inf")  # validation loss of the best epoch: breaks ties in AUC
     best_state: dict | None = None
     epochs_run: list[int] = field(default_factory=list)
 
@@ -187,24 +195,28 @@ def fit(
         scheduler.load_state_dict(resume["scheduler"])
         start, stale = resume["epoch"] + 1, resume["stale"]
         result.best_auc, result.best_state = resume["best_auc"], resume["best_model"]
+        result.best_loss = resume.get("best_loss", float("inf"))
+        result.history = list(resume.get("history", []))
     for epoch in range(start, config.epochs):
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)  # DDP: a new shuffle each epoch
         loss = dist.mean(train_epoch(model, train_loader, optimizer, loss_fn, device, scheduler, scaler))
-        val_auc = auc(*dist.gather(*predict_proba(model, val_loader, device)))  # DDP: AUC over all workers
-        improved = val_auc > result.best_auc
+        val_probs, val_true = dist.gather(*predict_proba(model, val_loader, device))  # DDP: all workers' predictions
+        val_auc, val_loss = auc(val_probs, val_true), log_loss(val_probs, val_true)
+        improved = (val_auc, -val_loss) > (result.best_auc, -result.best_loss)  # equal AUC: lower loss wins
         if improved:
-            result.best_auc = val_auc
+            result.best_auc, result.best_loss = val_auc, val_loss
             result.best_state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
         stale = 0 if improved else stale + 1
-        metrics = {"epoch": epoch, "train_loss": loss, "val_auc": val_auc}
+        metrics = {"epoch": epoch, "train_loss": loss, "val_auc": val_auc, "val_loss": val_loss}
         result.history.append(metrics)
         result.epochs_run.append(epoch)
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics, {
-                "epoch": epoch, "stale": stale, "best_auc": result.best_auc, "best_model": result.best_state,
+                "epoch": epoch, "stale": stale, "best_auc": result.best_auc, "best_loss": result.best_loss,
+                "best_model": result.best_state,
                 "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
+                "scheduler": scheduler.state_dict(), "history": result.history,
             })
         if stale >= config.early_stopping_patience:
             break

@@ -6,29 +6,60 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+import ray
 import ray.train
 import torch
 import torch.distributed as torch_dist
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
+from ray.train import RunConfig as RayRunConfig
 from ray.train.torch import TorchTrainer, prepare_data_loader, prepare_model
 
-from tasks import dataset, storage
+from tasks import dataset, model_store, storage
+from tasks.config import MemberPlan, RunConfig
 from tasks.train_loop import Distributed, TrainConfig, fit
 
 CHECKPOINT_FILE = "state.pt"
 
 
-def load_split(uri: str, split: str, classes: list[str], version: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 N x H x W images and class indices of one split of a dataset version."""
-    table = dataset.read_version(uri, version, columns=["pixels", "height", "width", "label", "split"])
-    rows = [r for r in table.to_pylist() if r["split"] == split]
-    if not rows:
-        return np.zeros((0, 1, 1), np.uint8), np.zeros(0, np.int64)
-    h, w = rows[0]["height"], rows[0]["width"]
-    images = np.stack([np.frombuffer(r["pixels"], np.uint8).reshape(h, w) for r in rows])
-    return images, np.array([classes.index(r["label"]) for r in rows], dtype=np.int64)
+@dataclass
+class Split:
+    """One split of a dataset version: uint8 N x H x W images, class indices, patient keys."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    patients: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_split(uri: str, split: str, classes: list[str], version: int | None = None) -> Split:
+    """One split of a dataset version, rows in table order."""
+    import pyarrow.compute as pc
+
+    table = dataset.read_version(uri, version, columns=["pixels", "height", "width", "label", "split", "patient_key"])
+    table = table.filter(pc.equal(table.column("split"), split))
+    if not table.num_rows:
+        return Split(np.zeros((0, 1, 1), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype=object))
+    h, w = table.column("height")[0].as_py(), table.column("width")[0].as_py()
+    pixels = table.column("pixels").combine_chunks()
+    offsets = np.frombuffer(pixels.buffers()[1], np.int32)[pixels.offset : pixels.offset + len(pixels) + 1]
+    if not np.all(np.diff(offsets) == h * w):
+        raise ValueError(f"split {split!r} mixes image sizes; re-ingest with one --image-size")
+    data = np.frombuffer(pixels.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]  # one copy out of Arrow
+    images = data.reshape(-1, h, w).copy()
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.array([index[v] for v in table.column("label").to_pylist()], dtype=np.int64)
+    return Split(images, labels, np.array(table.column("patient_key").to_pylist(), dtype=object))
+
+
+def dataset_classes(uri: str, version: int | None = None) -> list[str]:
+    """The sorted class names of a dataset version."""
+    return sorted(set(dataset.read_version(uri, version, columns=["label"]).column("label").to_pylist()))
 
 
 class RayDistributed(Distributed):
@@ -82,9 +113,14 @@ def latest_checkpoint(run_folder: str) -> dict | None:
 def worker_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
     config = TrainConfig(**loop_config["config"])
+    if not config.num_threads:
+        torch.set_num_threads(loop_config.get("cpus_per_worker", 1))
     classes = loop_config["classes"]
     train = load_split(loop_config["dataset"], "train", classes, loop_config.get("version"))
     val = load_split(loop_config["dataset"], "val", classes, loop_config.get("version"))
+    if loop_config.get("bagging"):  # a bootstrap resample of the training split, drawn from the member's seed
+        pick = np.random.default_rng(config.seed).integers(0, len(train), len(train))
+        train = Split(train.images[pick], train.labels[pick], train.patients[pick])
     resume = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -103,20 +139,77 @@ def worker_loop(loop_config: dict) -> None:
             else:
                 ray.train.report(metrics)
 
-    fit(config, *train, *val, num_classes=len(classes), device=ray.train.torch.get_device(),
-        on_epoch_end=report, resume=resume, distributed=dist)
+    fit(config, train.images, train.labels, val.images, val.labels, num_classes=len(classes),
+        device=ray.train.torch.get_device(), on_epoch_end=report, resume=resume, distributed=dist)
+
+
+def gpus_available() -> bool:
+    """Whether the Ray cluster (not this driver) has GPUs: ``use_gpu`` auto."""
+    return ray.cluster_resources().get("GPU", 0) > 0
 
 
 def train_member(dataset_uri: str, storage_path: str, name: str, config: TrainConfig, classes: list[str],
-                 workers: int = 1, version: int | None = None, max_failures: int = 2) -> ray.train.Result:
+                 workers: int = 1, version: int | None = None, max_failures: int = 2, bagging: bool = False,
+                 cpus_per_worker: int = 1) -> ray.train.Result:
     """Train one member on Ray; checkpoints go to ``storage_path/name`` (a path or ``s3://``)."""
+    use_gpu = gpus_available()
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"config": config.model_dump(), "dataset": dataset_uri, "version": version,
-                           "classes": classes, "run_folder": storage.join(storage_path, name)},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=torch.cuda.is_available()),
-        run_config=RunConfig(name=name, storage_path=storage_path,
+                           "classes": classes, "run_folder": storage.join(storage_path, name), "bagging": bagging,
+                           "cpus_per_worker": cpus_per_worker},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
+        run_config=RayRunConfig(name=name, storage_path=storage_path,
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
     return trainer.fit()
+
+
+def checkpoint_state(result: ray.train.Result) -> dict:
+    """The state saved in a finished run's last checkpoint."""
+    with result.checkpoint.as_directory() as folder:
+        return torch.load(os.path.join(folder, CHECKPOINT_FILE), weights_only=True)
+
+
+def member_record_uri(run_uri: str, name: str) -> str:
+    return storage.join(run_uri, "model", "members", f"{name}.json")
+
+
+@ray.remote(num_cpus=0)
+def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan: MemberPlan, config: RunConfig,
+                      classes: list[str]) -> dict:
+    """One member, start to finish: Ray Train run, then its best weights and record into the model folder."""
+    result = train_member(dataset_uri, storage.join(run_uri, "checkpoints"), plan.name, config.member_config(plan),
+                          classes, workers=config.workers, version=version, max_failures=config.max_failures,
+                          bagging=config.bagging, cpus_per_worker=config.cpus_per_worker)
+    if result.error is not None:
+        raise result.error
+    state = checkpoint_state(result)
+    model_store.save_weights(storage.join(run_uri, "model", "members", f"{plan.name}.pt"), state["best_model"])
+    record = {**plan.model_dump(), "best_val_auc": float(state["best_auc"]), "epochs_run": len(state["history"]),
+              "history": state["history"], "resumed_from": result.metrics.get("resumed_from", -1)}
+    model_store.write_json(member_record_uri(run_uri, plan.name), record)  # written last: the member is done
+    return record
+
+
+def train_members(dataset_uri: str, version: int | None, run_uri: str, config: RunConfig, classes: list[str],
+                  on_done: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train every member not finished yet, concurrently as far as the cluster has room (each member
+    asks for ``workers`` x ``cpus_per_worker`` CPUs; Ray queues the rest). Returns all members' records."""
+    records: dict[str, dict] = {}
+    pending = {}
+    for plan in config.plans():
+        uri = member_record_uri(run_uri, plan.name)
+        if storage.exists(uri):  # finished by an earlier attempt of this run
+            records[plan.name] = model_store.read_json(uri)
+            continue
+        pending[_train_and_export.remote(dataset_uri, version, run_uri, plan, config, classes)] = plan.name
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        name = pending.pop(done[0])
+        records[name] = ray.get(done[0])
+        if on_done is not None:
+            on_done(records[name])
+    return [records[plan.name] for plan in config.plans()]

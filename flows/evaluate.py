@@ -1,0 +1,51 @@
+"""evaluate_flow: a trained run -> the ensemble fitted on validation, metrics with CIs on val and
+test, the report in RUN_URI/report/, and the headline table as Prefect artifacts."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from pydantic import BaseModel, Field, field_validator
+
+from flows.retry import IO_RETRIES, QUIET
+from tasks import report, runs, storage
+from tasks.evaluate import ENSEMBLE, evaluate
+
+
+class EvaluateParams(BaseModel):
+    run: str = Field(description="run folder written by `medflow train` (path or s3://)")
+
+    @field_validator("run")
+    @classmethod
+    def absolute(cls, uri: str) -> str:
+        return storage.normalize(uri)
+
+
+@task(**IO_RETRIES, **QUIET)
+def evaluate_run(params: EvaluateParams) -> dict:
+    return evaluate(*runs.load(params.run))
+
+
+def publish_artifacts(doc: dict, report_uri: str) -> None:
+    """The key table, the full Markdown summary and a link to the HTML report, in the Prefect UI."""
+    test = doc["results"][ENSEMBLE]["test"]
+    create_table_artifact(key="evaluation-test", description="ensemble and members on the test split, 95% CIs",
+                          table=[dict(zip(["model", *report.HEADLINE], row, strict=True))
+                                 for row in report.table_rows(doc["results"], "test")])
+    create_markdown_artifact(key="evaluation-report", markdown=report.markdown(doc, report_uri),
+                             description=f"test AUC {report.fmt(test['point']['auc'], test['ci'].get('auc'))}")
+    link = report_uri if storage.is_remote(report_uri) else f"file://{report_uri}"
+    create_link_artifact(key="evaluation-report-link", link=link, link_text="HTML report")
+
+
+@flow(name="evaluate", log_prints=False)
+def evaluate_flow(params: EvaluateParams) -> dict:
+    """Fit the ensemble on validation, score every model on val and test, write the report."""
+    doc = evaluate_run(params)
+    report_uri = storage.join(params.run, "report", "index.html")
+    publish_artifacts(doc, report_uri)
+    test = doc["results"][ENSEMBLE]["test"]["point"]
+    get_run_logger().info("ensemble (%s) test AUC %.3f, accuracy %.3f at the operating point", doc["ensemble"]["combiner"],
+                          test["auc"], test["accuracy_at_op"])
+    return {"report": report_uri, "metrics": storage.join(params.run, runs.METRICS_FILE), "ensemble": doc["ensemble"],
+            "test": doc["results"][ENSEMBLE]["test"], "val": doc["results"][ENSEMBLE]["val"]}

@@ -1,0 +1,52 @@
+"""predict_flow: a model + a DICOM source -> PRED.csv (path, predicted, p_<class>..., reason)."""
+
+from __future__ import annotations
+
+import sys
+
+from prefect import flow, get_run_logger, task
+from prefect.utilities.annotations import quote
+from pydantic import BaseModel, Field, field_validator
+from tqdm import tqdm
+
+from flows.retry import IO_RETRIES, QUIET
+from tasks import storage
+from tasks.model_store import EnsembleModel
+from tasks.predict import predict_source
+
+
+class PredictParams(BaseModel):
+    model: str = Field(description="model folder, or a run folder holding model/ (path or s3://)")
+    source: str = Field(description="folder or s3:// prefix of DICOM files")
+    out: str = Field(description="predictions CSV (path or s3://); may hold source paths, so keep it with the source")
+
+    @field_validator("model", "source", "out")
+    @classmethod
+    def absolute(cls, uri: str) -> str:
+        return storage.normalize(uri)
+
+
+@task(**IO_RETRIES, **QUIET)
+def load_model(params: PredictParams) -> EnsembleModel:
+    return EnsembleModel.load(params.model)
+
+
+@task(**QUIET)
+def predict_files(params: PredictParams, model: EnsembleModel) -> tuple[str, dict]:
+    with tqdm(unit="file", desc="predicting", disable=not sys.stderr.isatty()) as bar:
+        return predict_source(model, params.source, progress=bar.update)
+
+
+@task(**IO_RETRIES, **QUIET)
+def write_predictions(params: PredictParams, text: str) -> None:
+    storage.write_bytes_atomic(params.out, text.encode())
+
+
+@flow(name="predict", log_prints=False)
+def predict_flow(params: PredictParams) -> dict:
+    """Decode every file with the ingestion code, predict with the ensemble, write one CSV row per file."""
+    model = load_model(params)
+    text, counts = predict_files(params, quote(model))
+    write_predictions(params, quote(text))
+    get_run_logger().info("predicted %s; refused %s", counts["predicted"], counts["refused"])
+    return counts

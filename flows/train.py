@@ -1,0 +1,58 @@
+"""train_flow: a dataset version -> an ensemble of members trained on Ray Train -> RUN_URI/model/."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, runtime, task
+from pydantic import BaseModel, Field, field_validator
+
+from flows.retry import IO_RETRIES, QUIET
+from tasks import runs, storage
+from tasks.config import RunConfig
+from tasks.runs import RunInfo
+from tasks.train_ray import train_members
+
+
+class TrainParams(BaseModel):
+    """What to train on, where the run goes, and how (the run's config)."""
+
+    dataset: str = Field(description="dataset location (path or s3://)")
+    run: str = Field(description="run folder (path or s3://): checkpoints, model, metrics, report")
+    version: int | None = Field(None, description="dataset version; default the latest (a resumed run keeps its own)")
+    config: RunConfig = Field(default_factory=RunConfig)
+
+    @field_validator("dataset", "run")
+    @classmethod
+    def absolute(cls, uri: str) -> str:
+        return storage.normalize(uri)
+
+
+@task(**IO_RETRIES, **QUIET)
+def prepare_run(params: TrainParams) -> RunInfo:
+    return runs.prepare(params.run, params.dataset, params.version, params.config, str(runtime.flow_run.id or ""))
+
+
+@task(**QUIET)
+def train_on_ray(params: TrainParams, info: RunInfo) -> list[dict]:
+    logger = get_run_logger()
+
+    def done(record: dict) -> None:
+        logger.info("%s (%s) done: best validation AUC %.3f after %d epochs", record["name"], record["architecture"],
+                    record["best_val_auc"], record["epochs_run"])
+
+    return train_members(info.dataset, info.version, info.run, params.config, info.classes, on_done=done)
+
+
+@task(**IO_RETRIES, **QUIET)
+def publish_model(params: TrainParams, info: RunInfo, records: list[dict]) -> None:
+    runs.publish_model(info, params.config, records)
+
+
+@flow(name="train", log_prints=False)
+def train_flow(params: TrainParams) -> dict:
+    """Pin the dataset version, train the members (concurrently where Ray has room), publish the model."""
+    info = prepare_run(params)
+    get_run_logger().info("training %d member(s) on dataset v%d, classes %s", params.config.members, info.version, info.classes)
+    records = train_on_ray(params, info)
+    publish_model(params, info, records)
+    return {"run": info.run, "dataset_version": info.version, "classes": info.classes,
+            "members": [{k: r[k] for k in ("name", "architecture", "seed", "best_val_auc", "epochs_run")} for r in records]}

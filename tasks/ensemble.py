@@ -1,0 +1,143 @@
+"""Combining ensemble members' class probabilities, with every choice fitted on validation data.
+
+Combiners: ``mean`` probability, majority ``vote``, validation-``weighted`` mean, and ``stacking``
+(a logistic regression on the members' log-probabilities, cross-fitted by patient on validation);
+then optional temperature scaling and an operating point, both fitted on validation. The fitted
+result is an ``EnsembleSpec``: plain numbers, stored as JSON beside the weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold
+
+from tasks import metrics
+
+COMBINERS = ("mean", "weighted", "stacking", "vote")  # also the tie-break order: simplest first
+EPS = 1e-7
+
+
+class EnsembleSpec(BaseModel):
+    """How member probabilities (members x images x classes) become the ensemble's probabilities."""
+
+    combiner: str = Field("mean", description="one of " + ", ".join(COMBINERS))
+    weights: list[float] | None = Field(None, description="per-member weights (weighted)")
+    stack_coef: list[list[float]] | None = Field(None, description="logistic regression coefficients (stacking)")
+    stack_intercept: list[float] | None = None
+    temperature: float = Field(1.0, gt=0, description="divides the log-probabilities before the softmax")
+    threshold: float = Field(0.5, description="operating point on the positive class (binary tasks)")
+    positive: int = Field(1, description="index of the positive class (binary tasks)")
+
+
+def _stack_features(member_probs: np.ndarray) -> np.ndarray:
+    m, n, c = member_probs.shape
+    return np.log(np.clip(member_probs, EPS, 1)).transpose(1, 0, 2).reshape(n, m * c)
+
+
+def _stack_apply(features: np.ndarray, coef: np.ndarray, intercept: np.ndarray, n_classes: int) -> np.ndarray:
+    logits = features @ coef.T + intercept
+    if n_classes == 2 and logits.shape[1] == 1:  # sklearn's binary model: one logit for class 1
+        logits = np.hstack([np.zeros_like(logits), logits])
+    return softmax(logits, axis=1)
+
+
+def combine(member_probs: np.ndarray, spec: EnsembleSpec) -> np.ndarray:
+    """The ensemble's probabilities (images x classes) from ``member_probs`` (members x images x classes)."""
+    m, n, c = member_probs.shape
+    if spec.combiner == "mean":
+        probs = member_probs.mean(axis=0)
+    elif spec.combiner == "weighted":
+        weights = np.asarray(spec.weights, dtype=np.float64)
+        probs = np.tensordot(weights / weights.sum(), member_probs, axes=1)
+    elif spec.combiner == "vote":
+        votes = np.eye(c)[member_probs.argmax(axis=2)]  # members x images x classes, one-hot
+        probs = votes.mean(axis=0)
+    elif spec.combiner == "stacking":
+        probs = _stack_apply(_stack_features(member_probs), np.asarray(spec.stack_coef),
+                             np.asarray(spec.stack_intercept), c)
+    else:
+        raise ValueError(f"unknown combiner {spec.combiner!r}; choose one of {COMBINERS}")
+    return apply_temperature(probs, spec.temperature)
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    if temperature == 1.0:
+        return probs
+    return softmax(np.log(np.clip(probs, EPS, 1)) / temperature, axis=1)
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of ``labels``, searched in 0.25..8
+    (bounded: on perfectly separated validation data the likelihood alone would drive it to 0)."""
+    logp = np.log(np.clip(probs, EPS, 1))
+
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(logp / np.exp(log_t), axis=1)[np.arange(len(labels)), labels].mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.25), np.log(8)), method="bounded").x))
+
+
+def validation_weights(member_probs: np.ndarray, labels: np.ndarray, positive: int) -> list[float]:
+    """Each member weighted by how far its validation AUC is above chance (equal if none is)."""
+    skill = np.array([max(metrics.compute(p, labels, positive, with_ece=False)["auc"] - 0.5, 0.0)
+                      for p in member_probs])
+    skill = np.nan_to_num(skill)
+    return (skill / skill.sum()).tolist() if skill.sum() > 0 else [1.0 / len(member_probs)] * len(member_probs)
+
+
+def fit_stacking(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                 seed: int = 0) -> tuple[np.ndarray, list[list[float]], list[float]] | None:
+    """Cross-fitted stacking: out-of-fold probabilities for every validation image (each predicted by
+    a model that never saw its patient) and the coefficients refitted on all of validation.
+    None when validation is too small to split by patient and class."""
+    features = _stack_features(member_probs)
+    counts = np.bincount(labels)
+    folds = int(min(5, counts[counts > 0].min(), len(np.unique(groups))))
+    if folds < 2 or len(np.unique(labels)) < 2:
+        return None
+    oof = np.zeros((len(labels), member_probs.shape[2]))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, held in splitter.split(features, labels, groups):
+        if len(np.unique(labels[train])) < member_probs.shape[2]:
+            return None
+        learner = LogisticRegression(max_iter=1000).fit(features[train], labels[train])
+        oof[held] = _stack_apply(features[held], learner.coef_, learner.intercept_, member_probs.shape[2])
+    learner = LogisticRegression(max_iter=1000).fit(features, labels)
+    return oof, learner.coef_.tolist(), learner.intercept_.tolist()
+
+
+def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positive: int,
+        combiners: tuple[str, ...] = COMBINERS, temperature_scaling: bool = True,
+        seed: int = 0) -> tuple[EnsembleSpec, dict[str, float], np.ndarray]:
+    """Choose the combiner with the best validation AUC (stacking judged on its out-of-fold
+    predictions), then fit temperature and operating point on validation.
+
+    Returns the spec, each candidate combiner's validation AUC, and the validation probabilities to
+    report (out-of-fold for stacking, so validation metrics are not fitted on themselves).
+    """
+    candidates: dict[str, tuple[EnsembleSpec, np.ndarray]] = {}
+    for name in combiners:
+        if name == "stacking":
+            stacked = fit_stacking(member_probs, labels, groups, seed)
+            if stacked is None:
+                continue
+            oof, coef, intercept = stacked
+            candidates[name] = (EnsembleSpec(combiner=name, stack_coef=coef, stack_intercept=intercept), oof)
+            continue
+        spec = EnsembleSpec(combiner=name)
+        if name == "weighted":
+            spec.weights = validation_weights(member_probs, labels, positive)
+        candidates[name] = (spec, combine(member_probs, spec))
+    scores = {name: metrics.compute(p, labels, positive, with_ece=False)["auc"] for name, (_, p) in candidates.items()}
+    best = max(candidates, key=lambda name: (np.nan_to_num(scores[name], nan=-1.0), -COMBINERS.index(name)))
+    spec, val_probs = candidates[best]
+    spec.positive = positive
+    if temperature_scaling and spec.combiner != "vote":
+        spec.temperature = fit_temperature(val_probs, labels)
+        val_probs = apply_temperature(val_probs, spec.temperature)
+    spec.threshold = metrics.operating_point(val_probs, labels, positive)
+    return spec, scores, val_probs

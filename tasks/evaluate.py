@@ -1,0 +1,112 @@
+"""Evaluating a trained run: members' predictions on val and test, the ensemble fitted on val,
+every model scored with patient-level bootstrap CIs, and the report written into the run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import ray
+from sklearn.metrics import roc_curve
+
+from tasks import ensemble, metrics, model_store, report, storage
+from tasks.config import RunConfig
+from tasks.model_store import EnsembleModel
+from tasks.runs import METRICS_FILE, RunInfo
+from tasks.train_ray import Split, load_split
+
+ENSEMBLE = "ensemble"
+
+
+def score(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int, threshold: float) -> dict:
+    """Point metrics and bootstrap 95% CIs of one model on one split."""
+    return {"point": metrics.compute(probs, labels, positive, threshold),
+            "ci": metrics.bootstrap(probs, labels, weights, positive, threshold)}
+
+
+_score_on_ray = ray.remote(num_cpus=1)(score)
+
+
+def score_all(jobs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray, int, float]]) -> dict[str, dict]:
+    """``{(model, split): (probs, labels, weights, positive, threshold)}`` scored in parallel on Ray
+    (inline when Ray is not running) -> ``{model: {split: score}}``."""
+    if ray.is_initialized():
+        refs = {key: _score_on_ray.remote(*args) for key, args in jobs.items()}
+        done = dict(zip(refs, ray.get(list(refs.values())), strict=True))
+    else:
+        done = {key: score(*args) for key, args in jobs.items()}
+    results: dict[str, dict] = {}
+    for (name, split), value in done.items():
+        results.setdefault(name, {})[split] = value
+    return results
+
+
+def evaluate(info: RunInfo, config: RunConfig, lineage: dict) -> dict:
+    """Fit the ensemble on validation, score everything, update the model card, write the report.
+    Returns the metrics document (also written to ``RUN_URI/metrics.json``)."""
+    model_uri = storage.join(info.run, "model")
+    model = EnsembleModel.load(model_uri)
+    evaluation = config.evaluation
+    positive = metrics.positive_index(info.classes, evaluation.positive_class)
+    splits: dict[str, Split] = {s: load_split(info.dataset, s, info.classes, info.version) for s in ("val", "test")}
+    if not len(splits["test"]):
+        raise ValueError(f"dataset {info.dataset} v{info.version} has no test rows to report on")
+    member_probs = {s: model.member_probs(split.images) for s, split in splits.items()}
+    val = splits["val"]
+    spec, candidates, ensemble_val = ensemble.fit(member_probs["val"], val.labels, val.patients, positive,
+                                                  tuple(evaluation.combiners), evaluation.temperature_scaling, evaluation.seed)
+    model.card.ensemble = spec
+    model_store.save_card(model_uri, model.card)  # predict now uses the fitted ensemble
+    probs = {(ENSEMBLE, "val"): ensemble_val, (ENSEMBLE, "test"): ensemble.combine(member_probs["test"], spec)}
+    thresholds = {ENSEMBLE: spec.threshold}
+    for m, member in enumerate(model.card.members):
+        thresholds[member.name] = metrics.operating_point(member_probs["val"][m], val.labels, positive)
+        for s in splits:
+            probs[(member.name, s)] = member_probs[s][m]
+    weights = {s: metrics.patient_weights(split.patients, evaluation.bootstrap_resamples, evaluation.seed)
+               for s, split in splits.items()}  # the same resamples for every model: paired comparisons
+    results = score_all({(name, s): (p, splits[s].labels, weights[s], positive, thresholds[name])
+                         for (name, s), p in probs.items()})
+    doc = {
+        "run_name": info.run.rstrip("/").rsplit("/", 1)[-1], "run": info.run, "classes": info.classes,
+        "positive": positive, "ensemble": spec.model_dump(), "combiner_val_auc": candidates,
+        "bootstrap_resamples": evaluation.bootstrap_resamples,
+        "sizes": {s: {"images": len(split), "patients": len(set(split.patients))} for s, split in splits.items()},
+        "results": {name: results[name] for name in [ENSEMBLE, *[m.name for m in model.card.members]]},
+        "lineage_text": json.dumps({k: v for k, v in lineage.items() if k != "packages"}, indent=2, default=str),
+    }
+    test = splits["test"]
+    plots = _plots(doc, probs, test, weights["test"], positive, model, lineage)
+    write_report(info.run, doc, plots)
+    return doc
+
+
+def _plots(doc: dict, probs: dict, test: Split, weights: np.ndarray, positive: int, model: EnsembleModel,
+           lineage: dict) -> dict[str, bytes]:
+    ens_test = probs[(ENSEMBLE, "test")]
+    plots = {}
+    if ens_test.shape[1] == 2:
+        members = {}
+        for member in model.card.members:
+            fpr, tpr, _ = roc_curve(test.labels == positive, probs[(member.name, "test")][:, positive])
+            members[member.name] = {"fpr": fpr, "tpr": tpr}
+        band = metrics.roc_band(ens_test, test.labels, weights, positive)
+        plots["roc_test.png"] = report.roc_plot(band, members, "ROC, test split")
+    plots["confusion_test.png"] = report.confusion_plot(doc["results"][ENSEMBLE]["test"]["point"]["confusion_matrix"],
+                                                        doc["classes"], "ensemble, test, at the operating point")
+    plots["reliability_test.png"] = report.reliability_plot(ens_test, test.labels, positive, "reliability, test split")
+    records = [model_store.read_json(storage.join(doc["run"], "model", "members", f"{m.name}.json"))
+               for m in model.card.members]
+    plots["training_curves.png"] = report.curves_plot(records)
+    return plots
+
+
+def write_report(run_uri: str, doc: dict, plots: dict[str, bytes]) -> str:
+    """PNG files and ``index.html`` under ``RUN_URI/report/``; ``metrics.json`` in the run. Returns the page's URI."""
+    folder = storage.join(run_uri, "report")
+    for name, png in plots.items():
+        storage.write_bytes_atomic(storage.join(folder, name), png)
+    page = storage.join(folder, "index.html")
+    storage.write_bytes_atomic(page, report.html_page(doc, plots).encode())
+    model_store.write_json(storage.join(run_uri, METRICS_FILE), doc)
+    return page

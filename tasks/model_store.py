@@ -1,0 +1,152 @@
+"""The ensemble model on object storage: ``MODEL_URI/model.json`` (classes, members, preprocessing,
+ensemble spec) and ``MODEL_URI/members/<name>.pt`` (state dicts, loaded with ``weights_only=True``).
+
+``model.json`` is written last and atomically: it is the pointer that makes a model complete.
+Everything ``predict`` needs is in this folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+import medflow
+from tasks import storage
+from tasks.ensemble import EnsembleSpec, combine
+from tasks.models import build_model
+from tasks.train_loop import PIXEL_MEAN, PIXEL_STD
+
+MODEL_FILE = "model.json"
+FORMAT = 1
+
+
+class Preprocessing(BaseModel):
+    """How an input becomes a network input; decoding is the ingestion's own ``tasks.dicom.decode``."""
+
+    image_size: int = Field(description="decoded images are letterboxed to image_size x image_size")
+    decode: str = "tasks.dicom.decode: modality LUT, VOI LUT/first window, MONOCHROME1 inverted, 8-bit, letterbox"
+    pixel_mean: float = PIXEL_MEAN
+    pixel_std: float = PIXEL_STD
+    tta_hflip: bool = Field(False, description="average each member over the image and its left-right flip")
+
+
+class Member(BaseModel):
+    name: str
+    architecture: str
+    seed: int
+    file: str = Field(description="state dict, relative to the model folder")
+    best_val_auc: float | None = None
+    epochs_run: int = 0
+
+
+class ModelCard(BaseModel):
+    format: int = FORMAT
+    classes: list[str]
+    members: list[Member]
+    preprocessing: Preprocessing
+    ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
+
+
+def save_weights(uri: str, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
+    storage.write_bytes_atomic(uri, buffer.getvalue())
+
+
+def load_weights(uri: str) -> dict:
+    return torch.load(io.BytesIO(storage.read_bytes(uri)), weights_only=True, map_location="cpu")
+
+
+def save_card(model_uri: str, card: ModelCard) -> None:
+    storage.write_bytes_atomic(storage.join(model_uri, MODEL_FILE), card.model_dump_json(indent=2).encode())
+
+
+def resolve(uri: str) -> str:
+    """A model folder, or a run folder holding one in ``model/``."""
+    uri = storage.normalize(uri)
+    if storage.exists(storage.join(uri, MODEL_FILE)):
+        return uri
+    if storage.exists(storage.join(uri, "model", MODEL_FILE)):
+        return storage.join(uri, "model")
+    raise FileNotFoundError(f"no model at {uri}: expected {MODEL_FILE} there or in its model/ folder")
+
+
+def load_card(model_uri: str) -> ModelCard:
+    return ModelCard.model_validate_json(storage.read_bytes(storage.join(model_uri, MODEL_FILE)))
+
+
+@dataclass
+class EnsembleModel:
+    """Loaded members + card: uint8 images -> member or ensemble class probabilities."""
+
+    card: ModelCard
+    networks: list[torch.nn.Module]
+
+    @classmethod
+    def load(cls, uri: str) -> EnsembleModel:
+        model_uri = resolve(uri)
+        card = load_card(model_uri)
+        networks = []
+        for member in card.members:
+            net = build_model(member.architecture, len(card.classes), card.preprocessing.image_size)
+            net.load_state_dict(load_weights(storage.join(model_uri, member.file)))
+            networks.append(net.eval())
+        return cls(card, networks)
+
+    def _tensor(self, images: np.ndarray) -> torch.Tensor:
+        p = self.card.preprocessing
+        x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+        return ((x - p.pixel_mean) / p.pixel_std).unsqueeze(1)
+
+    @torch.no_grad()
+    def member_probs(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """members x images x classes probabilities for uint8 images (N x H x W)."""
+        out = np.zeros((len(self.networks), len(images), len(self.card.classes)), dtype=np.float64)
+        for start in range(0, len(images), batch_size):
+            x = self._tensor(images[start : start + batch_size])
+            for m, net in enumerate(self.networks):
+                probs = torch.softmax(net(x), dim=1)
+                if self.card.preprocessing.tta_hflip:
+                    probs = (probs + torch.softmax(net(torch.flip(x, dims=[3])), dim=1)) / 2
+                out[m, start : start + len(x)] = probs.numpy()
+        return out
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """The ensemble's images x classes probabilities."""
+        return combine(self.member_probs(images), self.card.ensemble)
+
+
+def code_version() -> str:
+    """medflow's version and, when run from a git checkout, its commit."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=storage.local_path(__file__ + "/../..")).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{medflow.__version__}+{commit}" if commit else medflow.__version__
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "monai", "ray", "prefect", "pydicom", "albumentations", "numpy", "scikit-learn", "deltalake"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def write_json(uri: str, value: dict) -> None:
+    storage.write_bytes_atomic(uri, json.dumps(value, indent=2, default=str).encode())
+
+
+def read_json(uri: str) -> dict:
+    return json.loads(storage.read_bytes(uri))
