@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -181,6 +182,7 @@ def member_record_uri(run_uri: str, name: str) -> str:
 def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan: MemberPlan, config: RunConfig,
                       classes: list[str]) -> dict:
     """One member, start to finish: Ray Train run, then its best weights and record into the model folder."""
+    started = time.time()
     result = train_member(dataset_uri, storage.join(run_uri, "checkpoints"), plan.name, config.member_config(plan),
                           classes, workers=config.workers, version=version, max_failures=config.max_failures,
                           bagging=config.bagging, cpus_per_worker=config.cpus_per_worker)
@@ -189,7 +191,8 @@ def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan:
     state = checkpoint_state(result)
     model_store.save_weights(storage.join(run_uri, "model", "members", f"{plan.name}.pt"), state["best_model"])
     record = {**plan.model_dump(), "best_val_auc": float(state["best_auc"]), "epochs_run": len(state["history"]),
-              "history": state["history"], "resumed_from": result.metrics.get("resumed_from", -1)}
+              "history": state["history"], "resumed_from": result.metrics.get("resumed_from", -1),
+              "started": started, "finished": time.time()}
     model_store.write_json(member_record_uri(run_uri, plan.name), record)  # written last: the member is done
     return record
 

@@ -25,7 +25,7 @@ def data():
     return (*lesion_set(384, 0), *lesion_set(128, 1))
 
 
-FAST = TrainConfig(epochs=6, batch_size=32, learning_rate=3e-3, seed=0, augment=AugmentConfig(affine=0.3, crop=0))
+FAST = TrainConfig(model="seed_cnn", epochs=6, batch_size=32, learning_rate=3e-3, seed=0, augment=AugmentConfig(affine=0.3, crop=0))
 
 
 def test_learns_the_synthetic_task(data):

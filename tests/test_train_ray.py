@@ -19,7 +19,7 @@ from tasks.train_ray import train_member
 from tests.corpora import good_corpus
 
 CLASSES = ["abnormal", "normal"]
-CONFIG = TrainConfig(epochs=4, batch_size=32, learning_rate=3e-3, early_stopping_patience=10,
+CONFIG = TrainConfig(model="seed_cnn", epochs=4, batch_size=32, learning_rate=3e-3, early_stopping_patience=10,
                      augment=AugmentConfig(affine=0.3, crop=0), num_threads=1)
 
 

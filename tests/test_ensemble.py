@@ -1,0 +1,91 @@
+"""Ensemble combination math: each combiner, temperature scaling, cross-fitted stacking, choice on validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+from sklearn.linear_model import LogisticRegression
+
+from tasks import ensemble
+from tasks.ensemble import EnsembleSpec
+
+# 3 members x 4 images x 2 classes
+MEMBERS = np.array([
+    [[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.6, 0.4]],
+    [[0.8, 0.2], [0.7, 0.3], [0.1, 0.9], [0.4, 0.6]],
+    [[0.6, 0.4], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7]],
+])
+
+
+def _task(n_patients: int = 60, per_patient: int = 2, seed: int = 0):
+    """Members of unequal skill on a binary task; member 2 is noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n_patients * per_patient)
+    groups = np.repeat(np.arange(n_patients), per_patient)
+    logits = [2.5 * (labels - 0.5) + rng.normal(0, s, len(labels)) for s in (0.6, 1.2)] + [rng.normal(0, 1, len(labels))]
+    members = np.stack([softmax(np.stack([-z, z], 1), axis=1) for z in logits])
+    return members, labels, groups
+
+
+def test_mean_is_the_average_probability():
+    out = ensemble.combine(MEMBERS, EnsembleSpec(combiner="mean"))
+    np.testing.assert_allclose(out, MEMBERS.mean(axis=0))
+
+
+def test_weighted_uses_normalised_weights():
+    out = ensemble.combine(MEMBERS, EnsembleSpec(combiner="weighted", weights=[2, 1, 1]))
+    np.testing.assert_allclose(out, (2 * MEMBERS[0] + MEMBERS[1] + MEMBERS[2]) / 4)
+
+
+def test_vote_counts_each_members_top_class():
+    out = ensemble.combine(MEMBERS, EnsembleSpec(combiner="vote"))
+    np.testing.assert_allclose(out[:, 1], [0, 2 / 3, 1, 2 / 3])
+    np.testing.assert_allclose(out.sum(axis=1), 1)
+
+
+def test_stacking_applies_the_fitted_logistic_regression():
+    members, labels, _ = _task()
+    features = np.log(members).transpose(1, 0, 2).reshape(len(labels), -1)
+    learner = LogisticRegression(max_iter=1000).fit(features, labels)
+    spec = EnsembleSpec(combiner="stacking", stack_coef=learner.coef_.tolist(), stack_intercept=learner.intercept_.tolist())
+    np.testing.assert_allclose(ensemble.combine(members, spec), learner.predict_proba(features), atol=1e-10)
+
+
+def test_temperature_divides_log_probabilities():
+    out = ensemble.combine(MEMBERS, EnsembleSpec(combiner="mean", temperature=2.0))
+    mean = MEMBERS.mean(axis=0)
+    np.testing.assert_allclose(out, softmax(np.log(mean) / 2.0, axis=1))
+
+
+def test_fit_temperature_recovers_the_temperature_that_made_the_data():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (4000, 2))
+    labels = np.array([rng.choice(2, p=p) for p in softmax(logits, axis=1)])
+    overconfident = softmax(2.0 * logits, axis=1)  # true temperature 2
+    assert ensemble.fit_temperature(overconfident, labels) == pytest.approx(2.0, rel=0.1)
+
+
+def test_cross_fitted_stacking_predicts_each_patient_with_a_model_that_never_saw_it():
+    members, labels, groups = _task()
+    oof, coef, intercept = ensemble.fit_stacking(members, labels, groups, seed=0)
+    full = ensemble.combine(members, EnsembleSpec(combiner="stacking", stack_coef=coef, stack_intercept=intercept))
+    assert oof.shape == full.shape
+    assert not np.allclose(oof, full)  # out-of-fold, not in-sample
+    assert ensemble.fit_stacking(members[:, :3], labels[:3], groups[:3]) is None  # too small to cross-fit
+
+
+def test_fit_picks_a_combiner_on_validation_and_downweights_the_noise_member():
+    members, labels, groups = _task()
+    spec, scores, val_probs = ensemble.fit(members, labels, groups, positive=1)
+    assert set(scores) == set(ensemble.COMBINERS)
+    assert scores[spec.combiner] == max(scores.values())
+    assert val_probs.shape == (len(labels), 2)
+    weights = ensemble.validation_weights(members, labels, positive=1)
+    assert weights[0] > weights[1] > weights[2] and sum(weights) == pytest.approx(1)
+    assert 0 < spec.threshold < 1 and 0.25 <= spec.temperature <= 8
+
+
+def test_unknown_combiner_is_refused():
+    with pytest.raises(ValueError, match="unknown combiner 'median'"):
+        ensemble.combine(MEMBERS, EnsembleSpec(combiner="median"))
