@@ -36,9 +36,17 @@ def test_ingest_then_info_and_export(corpus, ray_local, capfd):
         (["ingest", "src", "--labels", "src/labels.csv", "--dataset", "ds", "--rejects", "ds/r.csv"], "inside the dataset"),
         (["ingest", "src", "--labels", "src/labels.csv", "--dataset", "ds", "--split-fractions", "1,1"], "three numbers"),
         (["dataset", "info", "no-such-dataset"], "no medflow dataset"),
+        (["train", "--dataset", "no-such-dataset", "--run", "run"], "run `medflow ingest` first"),
+        (["train", "--dataset", "ds", "--run", "run", "--config", "nope.yaml"], "No such file"),
+        (["train", "--dataset", "ds", "--run", "run", "--config", "src/bad.yaml"], "unknown architecture(s) ['alexnet']"),
+        (["train", "--dataset", "ds", "--run", "run", "--members", "0"], "members: Input should be greater than or equal to 1"),
+        (["evaluate", "--run", "no-such-run"], "no trained model"),
+        (["predict", "--model", "no-such-model", "src", "--out", "p.csv"], "no model at"),
+        (["predict", "--model", "m", "no-such-source", "--out", "p.csv"], "source not found"),
     ],
 )
 def test_configuration_errors_exit_2_with_one_line(corpus, capfd, args, message):
+    (corpus[0] / "src" / "bad.yaml").write_text("members: 2\narchitectures: [alexnet]\n")
     assert main(args) == 2
     err = capfd.readouterr().err.strip()
     assert err.startswith("medflow: error: ") and message in err and len(err.splitlines()) == 1
@@ -66,7 +74,10 @@ def test_split_leakage_in_csv_fails_the_ingest(corpus, ray_local, capfd):
 
 def test_demo(tmp_cwd, ray_local, capfd, monkeypatch):
     monkeypatch.delenv("MEDFLOW_PSEUDONYM_KEY")
-    assert main(["demo", "--out", "demo", "--patients", "4", "--images-per-patient", "2"]) == 0
+    assert main(["demo", "--out", "demo", "--patients", "16", "--images-per-patient", "2", "--epochs", "1"]) == 0
     out = capfd.readouterr().out
-    assert "using a local demo key" in out and "added 8" in out
+    assert "using a local demo key" in out and "added 32" in out
+    assert "member-2 (resnet18, seed 2)" in out and "ensemble: " in out and "test: AUC" in out
+    report = out.split("report: ", 1)[1].split()[0]
+    assert report.endswith("index.html") and os.path.exists(report)
     assert oct(os.stat(tmp_cwd / "demo" / "pseudonym.key").st_mode)[-3:] == "600"
