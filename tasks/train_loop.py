@@ -3,6 +3,7 @@ runs with or without Ray (Ray Train only adds the distributed touch points, mark
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -198,6 +199,7 @@ def fit(
         result.best_loss = resume.get("best_loss", float("inf"))
         result.history = list(resume.get("history", []))
     for epoch in range(start, config.epochs):
+        epoch_started = time.time()
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)  # DDP: a new shuffle each epoch
         loss = dist.mean(train_epoch(model, train_loader, optimizer, loss_fn, device, scheduler, scaler))
@@ -208,7 +210,7 @@ def fit(
             result.best_auc, result.best_loss = val_auc, val_loss
             result.best_state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
         stale = 0 if improved else stale + 1
-        metrics = {"epoch": epoch, "train_loss": loss, "val_auc": val_auc, "val_loss": val_loss}
+        metrics = {"epoch": epoch, "train_loss": loss, "val_auc": val_auc, "val_loss": val_loss, "epoch_started": epoch_started}
         result.history.append(metrics)
         result.epochs_run.append(epoch)
         if on_epoch_end is not None:

@@ -1,0 +1,169 @@
+"""Training benchmark: epoch time of `medflow train` (Ray Train, one member, one worker) beside a plain
+single-process PyTorch loop on the same model, data, batch size, augmentation and threads, in one run.
+
+Both sides run E epochs; an epoch's time is the gap between consecutive epoch starts (training, the
+validation pass and, for medflow, the checkpoint written to the run folder), so E-1 epochs are
+timed; the first is dropped as warm-up and the median of the rest is reported. Target: ratio <= 1.10 on CPU.
+
+`--throughput`: images/s of the per-worker loop alone (no Ray, no Prefect), e.g. ResNet-18 at 224 px
+with AMP + channels_last on a GPU, and the fraction of each step spent waiting for the data loader.
+
+Usage: python benchmarks/train.py [--data PATH] [--model resnet18] [--epochs 5] [--threads 2]
+       python benchmarks/train.py --throughput [--size 224] [--batch 128] [--steps 50] [--loader-workers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.pneumonia import DEFAULT_DATA, load, write_corpus, write_labels  # noqa: E402
+
+
+def plain_epochs(config, train, val, epochs: int, threads: int) -> list[float]:
+    """The simplest single-process loop doing the same work; returns each epoch's start time."""
+    from tasks.augment import Augmenter
+    from tasks.models import build_model
+    from tasks.train_loop import PixelDataset, class_weights
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(config.seed)
+    size = train.images.shape[-1]
+    model = build_model(config.model, 2, size)
+    loader = DataLoader(PixelDataset(train.images, train.labels, Augmenter(config.augment, size, config.seed)),
+                        batch_size=config.batch_size, shuffle=True)
+    val_loader = DataLoader(PixelDataset(val.images, val.labels), batch_size=256)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(train.labels, 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=epochs * len(loader))
+    starts = []
+    for _ in range(epochs):
+        starts.append(time.time())
+        model.train()
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss_fn(model(x), y).backward()
+            optimizer.step()
+            scheduler.step()
+        model.eval()
+        with torch.no_grad():
+            for x, _ in val_loader:
+                torch.softmax(model(x), dim=1)
+    return starts
+
+
+def epoch_times(starts: list[float]) -> list[float]:
+    return [b - a for a, b in zip(starts[1:], starts[2:], strict=False)]  # first epoch dropped (warm-up)
+
+
+def compare(args: argparse.Namespace) -> None:
+    os.environ.setdefault("MEDFLOW_PSEUDONYM_KEY", secrets.token_urlsafe(32))
+    from medflow.cli import _environment_defaults
+
+    _environment_defaults()
+    from flows.ingest import IngestParams, ingest_flow
+    from flows.train import TrainParams, train_flow
+    from medflow.commands import start_services
+    from tasks import model_store, storage
+    from tasks.config import RunConfig
+    from tasks.train_ray import load_split
+
+    work = tempfile.mkdtemp(prefix="medflow-train-bench-")
+    images, labels, splits = load(args.data, None)
+    keep = [i for i, s in enumerate(splits) if s in ("train", "val")]
+    rows = write_corpus(os.path.join(work, "source"), images[keep], labels[keep], [splits[i] for i in keep], 28)
+    write_labels(os.path.join(work, "source", "labels.csv"), rows)
+    start_services()
+    ingest = IngestParams(source=os.path.join(work, "source"), labels=os.path.join(work, "source", "labels.csv"),
+                          dataset=os.path.join(work, "dataset"), rejects=os.path.join(work, "rejects.csv"), image_size=28)
+    ingest_flow(ingest)
+    config = RunConfig.model_validate({
+        "members": 1, "architectures": [args.model], "workers": 1, "cpus_per_worker": args.threads,
+        "train": {"epochs": args.epochs, "early_stopping_patience": args.epochs, "num_threads": args.threads}})
+    member = config.member_config(config.plans()[0])
+    classes = ["normal", "pneumonia"]
+    train, val = load_split(ingest.dataset, "train", classes), load_split(ingest.dataset, "val", classes)
+
+    plain = epoch_times(plain_epochs(member, train, val, args.epochs, args.threads))
+    run = os.path.join(work, "run")
+    train_flow(TrainParams(dataset=ingest.dataset, run=run, config=config))
+    record = model_store.read_json(storage.join(run, "model", "members", "member-0.json"))
+    medflow = epoch_times([h["epoch_started"] for h in record["history"]])
+    m, p = statistics.median(medflow), statistics.median(plain)
+    print(f"\n{args.model} on PneumoniaMNIST train ({len(train)} images, 28 px), batch {member.batch_size}, "
+          f"{args.threads} thread(s), {args.epochs} epochs (first dropped)")
+    print(f"  plain PyTorch loop      epoch {p:7.2f} s   ({', '.join(f'{t:.1f}' for t in plain)})")
+    print(f"  medflow train (Ray)     epoch {m:7.2f} s   ({', '.join(f'{t:.1f}' for t in medflow)})")
+    print(f"  ratio medflow / plain   {m / p:.3f}   (target <= 1.10)")
+
+
+def throughput(args: argparse.Namespace) -> None:
+    """Images/s of train_epoch with the project's dataset, augmentation and loader; no Ray."""
+    from tasks.augment import AugmentConfig, Augmenter
+    from tasks.models import build_model
+    from tasks.train_loop import PixelDataset, train_epoch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    n = args.batch * args.steps
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, args.size, args.size), dtype=np.uint8)
+    labels = rng.integers(0, 2, n)
+    dataset = PixelDataset(images, labels, Augmenter(AugmentConfig(), args.size, 0))
+    loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.loader_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=args.loader_workers > 0, drop_last=True)
+    model = build_model(args.model, 2, args.size).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    loss_fn = nn.CrossEntropyLoss()
+    train_epoch(model, loader, optimizer, loss_fn, device, scaler=scaler)  # warm-up (cudnn autotune, workers)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    train_epoch(model, loader, optimizer, loss_fn, device, scaler=scaler)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    full = time.perf_counter() - start
+    # the same steps on one batch already in memory: the compute-only rate
+    x, y = next(iter(loader))
+    start = time.perf_counter()
+    train_epoch(model, [(x, y)] * args.steps, optimizer, loss_fn, device, scaler=scaler)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    compute = time.perf_counter() - start
+    print(f"{args.model} @ {args.size}px, batch {args.batch}, {device.type}{' AMP + channels_last' if scaler else ''}, "
+          f"{args.loader_workers} loader workers")
+    print(f"  with the data loader   {n / full:9.0f} img/s")
+    print(f"  compute only           {n / compute:9.0f} img/s")
+    print(f"  loader keeps the device busy {100 * min(compute / full, 1):.0f}% of the time")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--throughput", action="store_true")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--loader-workers", type=int, default=8)
+    args = parser.parse_args()
+    throughput(args) if args.throughput else compare(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The run config: YAML file, overrides, member plans, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from tasks.config import RunConfig, load_config
+
+
+def test_defaults_without_a_file():
+    config = load_config(None)
+    assert config == RunConfig()
+    assert [p.name for p in config.plans()] == ["member-0", "member-1", "member-2"]
+
+
+def test_yaml_then_flags_override_it(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("members: 4\narchitectures: [resnet18, seed_cnn]\nseed: 10\ntrain:\n  epochs: 7\n  augment:\n    noise: 0\n")
+    config = load_config(str(path), {"members": 3, "train.epochs": None, "workers": 2})
+    assert config.members == 3 and config.workers == 2  # flags win; None means "not given"
+    assert config.train.epochs == 7 and config.train.augment.noise == 0 and config.train.augment.horizontal_flip == 0.5
+    plans = config.plans()
+    assert [(p.architecture, p.seed) for p in plans] == [("resnet18", 10), ("seed_cnn", 11), ("resnet18", 12)]
+    member = config.member_config(plans[1])
+    assert member.model == "seed_cnn" and member.seed == 11 and member.epochs == 7
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("architectures: [alexnet]", "unknown architecture"),
+    ("evaluation: {combiners: [median]}", "combiners must be a non-empty subset"),
+    ("train: {epochs: 0}", "greater than or equal to 1"),
+    ("members: many", "valid integer"),
+])
+def test_invalid_configs_name_the_field(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValidationError, match=message):
+        load_config(str(path))
+
+
+def test_a_yaml_list_is_refused(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="must be a YAML mapping"):
+        load_config(str(path))
