@@ -77,8 +77,8 @@ def decide_outcomes(params: IngestParams, work: Plan, decoded: Decoded, index) -
 
 
 @task(**IO_RETRIES, **QUIET)
-def publish(params: IngestParams, decoded: Decoded, outcome: Outcome, counts: dict) -> int | None:
-    return publish_version(params.dataset, decoded, outcome, counts)
+def publish(params: IngestParams, decoded: Decoded, outcome: Outcome, counts: dict, base_version: int | None) -> int | None:
+    return publish_version(params.dataset, decoded, outcome, counts, base_version)
 
 
 @task(**IO_RETRIES, **QUIET)
@@ -113,7 +113,7 @@ def ingest_flow(params: IngestParams) -> dict:
     decoded = decode_on_ray(params, quote(work), quote(index))
     outcome = decide_outcomes(params, quote(work), quote(decoded), quote(index))
     summary = summarize(work, outcome)
-    summary["version"] = publish(params, quote(decoded), quote(outcome), summary)
+    summary["version"] = publish(params, quote(decoded), quote(outcome), summary, dataset.index_version(index))
     save_rejects(params, quote(work), quote(outcome))
     if summary["version"] is None:
         summary["version"] = dataset.latest_version(params.dataset)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Schema
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from tasks import storage
@@ -29,6 +29,20 @@ METADATA_KEY = "medflow"
 
 class DatasetNotFoundError(FileNotFoundError):
     """No dataset (Delta table) at this URI."""
+
+
+class ConcurrentPublishError(RuntimeError):
+    """Another ingest published a version after this one read the dataset; nothing was committed.
+    A rerun adds whatever is still new."""
+
+
+VERSION_KEY = b"medflow.version"
+
+
+def index_version(index: pa.Table) -> int | None:
+    """The version an index from ``read_index`` was read at (None: no dataset yet)."""
+    value = (index.schema.metadata or {}).get(VERSION_KEY)
+    return int(value) if value is not None else None
 
 
 def _uri(uri: str) -> str:
@@ -56,7 +70,8 @@ def read_index(uri: str) -> pa.Table:
         table = open_table(uri)
     except DatasetNotFoundError:
         return SCHEMA.empty_table().select(INDEX_COLUMNS)
-    return table.to_pyarrow_dataset().to_table(columns=INDEX_COLUMNS)
+    index = table.to_pyarrow_dataset().to_table(columns=INDEX_COLUMNS)
+    return index.replace_schema_metadata({VERSION_KEY: str(table.version())})
 
 
 def write_part(uri: str, rows: pa.Table) -> dict:
@@ -75,23 +90,36 @@ def write_part(uri: str, rows: pa.Table) -> dict:
     return {"path": name, "size": len(data), "rows": rows.num_rows, "mtime_ms": int(time.time() * 1000)}
 
 
-def commit_parts(uri: str, parts: list[dict], summary: dict) -> int:
-    """Make written parts one new version, in one atomic commit; return its number."""
+def commit_parts(uri: str, parts: list[dict], summary: dict, base_version: int | None = None) -> int:
+    """Make written parts one new version, in one atomic commit; return its number.
+
+    ``base_version`` is the version the caller's decisions were based on (None: no table yet). The
+    commit is made only as version ``base_version + 1`` (Delta's put-if-absent on the log entry, no
+    automatic rebase): if another ingest committed first, ``ConcurrentPublishError`` is raised and the
+    dataset is unchanged, so two concurrent ingests can never both add the same files."""
     actions = [
         AddAction(path=p["path"], size=p["size"], partition_values={}, modification_time=p["mtime_ms"],
                   data_change=True, stats=json.dumps({"numRecords": p["rows"]}))
         for p in parts
     ]
-    properties = CommitProperties(custom_metadata={METADATA_KEY: json.dumps(summary)})
-    try:
-        table = open_table(uri)
-    except DatasetNotFoundError:
-        create_table_with_add_actions(_uri(uri), Schema.from_arrow(SCHEMA), actions, mode="error",
-                                      storage_options=storage.delta_storage_options(), commit_properties=properties)
+    properties = CommitProperties(custom_metadata={METADATA_KEY: json.dumps(summary)}, max_commit_retries=0)
+    if base_version is None:
+        try:
+            create_table_with_add_actions(_uri(uri), Schema.from_arrow(SCHEMA), actions, mode="error",
+                                          storage_options=storage.delta_storage_options(), commit_properties=properties)
+        except Exception as exc:  # the table appeared since it was read
+            if latest_version(uri) is not None:
+                raise ConcurrentPublishError(f"another ingest created {uri} meanwhile; rerun to add what is still new") from exc
+            raise
         return 0
-    table.create_write_transaction(actions, mode="append", schema=Schema.from_arrow(SCHEMA),
-                                   commit_properties=properties)
-    return open_table(uri).version()
+    table = open_table(uri, base_version)
+    try:
+        table.create_write_transaction(actions, mode="append", schema=Schema.from_arrow(SCHEMA),
+                                       commit_properties=properties)
+    except CommitFailedError as exc:
+        raise ConcurrentPublishError(f"another ingest published {uri} version {base_version + 1} meanwhile; "
+                                     "rerun to add what is still new") from exc
+    return base_version + 1
 
 
 def read_version(uri: str, version: int | None = None, columns: list[str] | None = None) -> pa.Table:

@@ -34,11 +34,11 @@ def write_parts(uri: str, decoded: Decoded, keep: dict[int, str]) -> list[dict]:
     return ray.get(pending)
 
 
-def publish_version(uri: str, decoded: Decoded, outcome: Outcome, summary: dict) -> int | None:
-    """One new version with every kept row, or None (and no commit) when nothing is new."""
+def publish_version(uri: str, decoded: Decoded, outcome: Outcome, summary: dict, base_version: int | None) -> int | None:
+    """One new version (``base_version`` + 1) with every kept row, or None (and no commit) when nothing is new."""
     if not outcome.keep:
         return None
-    return dataset.commit_parts(uri, write_parts(uri, decoded, outcome.keep), summary)
+    return dataset.commit_parts(uri, write_parts(uri, decoded, outcome.keep), summary, base_version)
 
 
 def write_rejects(uri: str, rows: list[tuple[str, str, str]]) -> None:

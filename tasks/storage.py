@@ -114,6 +114,36 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Publish ``data`` at ``uri`` only if nothing is there yet; False when another writer was first.
+
+    Local: a complete temporary sibling hard-linked into place (``link`` fails if the name exists).
+    S3: a conditional PUT (``If-None-Match: *``).
+    """
+    if is_remote(uri):
+        try:
+            filesystem(uri).pipe_file(strip_protocol(uri), data, mode="create")
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if "PreconditionFailed" in str(exc) or "412" in str(exc):
+                return False
+            raise
+        return True
+    path = local_path(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.remove(tmp)
+    return True
+
+
 def remove_tree(uri: str) -> None:
     """Delete a folder (or prefix) and everything in it, if present."""
     fs = filesystem(uri)

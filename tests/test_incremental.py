@@ -86,3 +86,53 @@ def test_same_seed_same_splits_other_seed_differs(tmp_path, ray_local):
     split = lambda uri: [(r[0], r[3]) for r in rows(uri)]  # noqa: E731
     assert split(a.dataset) == split(b.dataset)
     assert split(a.dataset) != split(c.dataset)
+
+
+def _race(monkeypatch, params: IngestParams) -> list:
+    """Two ingests of the same dataset, both past reading it before either commits."""
+    import threading
+
+    real = tasks.dataset.commit_parts
+    barrier = threading.Barrier(2, timeout=120)
+
+    def commit_after_both_decided(*args, **kwargs):
+        barrier.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.dataset, "commit_parts", commit_after_both_decided)
+    outcomes: list = []
+
+    def run() -> None:
+        try:
+            outcomes.append(ingest_flow(params)["version"])
+        except Exception as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.undo()
+    return outcomes
+
+
+def test_two_concurrent_ingests_publish_one_version_without_duplicates(tmp_path, corpus, ray_local, monkeypatch):
+    source, labels = corpus
+    params = params_for(tmp_path, source, labels)
+    for expected_version in (0, 1):
+        outcomes = _race(monkeypatch, params)
+        assert sorted(o for o in outcomes if isinstance(o, int)) == [expected_version]  # exactly one winner
+        losers = [o for o in outcomes if not isinstance(o, int)]
+        assert len(losers) == 1 and isinstance(losers[0], dataset.ConcurrentPublishError)
+        assert dataset.latest_version(params.dataset) == expected_version
+        keys = [r[0] for r in rows(params.dataset)]
+        assert len(keys) == len(set(keys))  # no image twice
+        assert ingest_flow(params)["added"] == 0  # the loser's rerun finds nothing new
+        if expected_version == 0:  # round two: new files arrive, two ingests race again
+            good_corpus(str(tmp_path / "more"), n_patients=3, images_per_patient=2, seed=5)
+            shutil.copytree(tmp_path / "more", source / "more", dirs_exist_ok=True)
+            extra = read_csv(str(tmp_path / "more" / "labels.csv"))
+            with open(labels, "a") as f:
+                f.writelines(f"more/{r['path']},{r['label']}\n" for r in extra)
+    assert dataset.read_version(params.dataset).num_rows == 18

@@ -1,0 +1,56 @@
+"""Champion/challenger: promote a run's model through the statistical gate, promote by hand, roll back."""
+
+from __future__ import annotations
+
+from tasks import registry, runs, storage
+from tasks.model_store import EnsembleModel
+from tasks.registry import Pointer, RegistryError
+from tasks.train_ray import load_split
+
+
+def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0, resamples: int = 1000,
+                force: bool = False) -> dict:
+    """Promote ``run_uri``'s model if it beats the champion on the run's validation data (or if
+    ``force``); the decision and evidence go to ``RUN_URI/promotion.json``. Returns the decision."""
+    info, _, _ = runs.load(run_uri)
+    model_uri = storage.join(run_uri, "model")
+    challenger = EnsembleModel.load(model_uri)
+    val = load_split(info.dataset, "val", info.classes, info.version)
+    decision: dict = {"task": task, "registry": registry_uri, "challenger": model_uri, "dataset_version": info.version}
+
+    def decide(current: Pointer | None) -> Pointer | None:
+        decision["champion_before"] = current.model if current else None
+        if current is not None and current.model == model_uri:
+            evidence = {"promote": False, "reason": "this model is already the champion"}
+        elif force:
+            evidence = {"promote": True, "reason": "manual promotion (no gate)"}
+        elif current is None:
+            evidence = {"promote": True, "reason": "no champion yet"}
+        else:
+            evidence = registry.paired_auc_gate(challenger, EnsembleModel.load(current.model), val.images, val.labels,
+                                                val.patients, margin, resamples)
+        decision.update(evidence)
+        if not evidence["promote"]:
+            return None
+        return Pointer(seq=0, task=task, model=model_uri, action="manual" if force else "promote",
+                       decided_at=registry.now(), replaces=current.seq if current else None, evidence=dict(decision))
+
+    after = registry.publish(registry_uri, task, decide)
+    decision["champion_after"] = after.model if after else None
+    decision["promoted"] = bool(after and after.model == model_uri and decision["promote"])
+    registry.write_decision(run_uri, decision)
+    return decision
+
+
+def rollback(registry_uri: str, task: str) -> Pointer:
+    """Make the model that the current champion displaced the champion again."""
+    entries = {p.seq: p for p in registry.history(registry_uri, task)}
+
+    def decide(current: Pointer | None) -> Pointer:
+        if current is None or current.replaces is None:
+            raise RegistryError(f"task {task!r} has no earlier champion to roll back to")
+        target = entries.get(current.replaces) or {p.seq: p for p in registry.history(registry_uri, task)}[current.replaces]
+        return Pointer(seq=0, task=task, model=target.model, action="rollback", decided_at=registry.now(),
+                       replaces=target.replaces, evidence={"rolled_back_from": current.model})
+
+    return registry.publish(registry_uri, task, decide)
