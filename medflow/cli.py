@@ -49,9 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, help="run folder written by `medflow train`")
 
     predict = sub.add_parser("predict", help="predict every DICOM file below SOURCE")
-    predict.add_argument("--model", required=True, help="model folder, or a run folder")
+    predict.add_argument("--model", required=True, help="model folder, run folder, or champion:<task>")
+    predict.add_argument("--registry", help="registry for champion:<task> (default $MEDFLOW_REGISTRY or ./medflow-registry)")
     predict.add_argument("source", help="folder or s3://bucket/prefix of DICOM files")
     predict.add_argument("--out", required=True, help="CSV: path,predicted,p_<class>...,reason")
+
+    run = sub.add_parser("run", help="the retraining pipeline: ingest -> train -> evaluate -> promote")
+    run.add_argument("--config", required=True, help="YAML with the pipeline parameters (see README)")
+    run.add_argument("--force-retrain", action="store_true", help="train even if this version and config were trained")
+
+    serve = sub.add_parser("serve", help="serve the nightly-retrain deployment in-process (Prefect serve)")
+    serve.add_argument("--config", required=True, help="YAML with the pipeline parameters (the default parameters)")
+    serve.add_argument("--cron", default="0 2 * * *", help="schedule (default 02:00 every day)")
+    serve.add_argument("--timezone", default="UTC", help="IANA timezone of the schedule")
+
+    promote = sub.add_parser("promote", help="make a run's model the champion (through the gate unless --force)")
+    promote.add_argument("--run", required=True, help="an evaluated run folder")
+    promote.add_argument("--task", default="default")
+    promote.add_argument("--registry", help="registry URI (default $MEDFLOW_REGISTRY or ./medflow-registry)")
+    promote.add_argument("--margin", type=float, default=0.0, help="required lower 95%% bound of the AUC gain")
+    promote.add_argument("--force", action="store_true", help="promote without the statistical gate")
+
+    rollback = sub.add_parser("rollback", help="make the previous champion the champion again")
+    rollback.add_argument("--task", default="default")
+    rollback.add_argument("--registry", help="registry URI (default $MEDFLOW_REGISTRY or ./medflow-registry)")
 
     ds = sub.add_parser("dataset", help="inspect or export a dataset")
     ds_sub = ds.add_subparsers(dest="dataset_command", required=True)

@@ -12,9 +12,10 @@ from pydantic import ValidationError
 
 from flows.evaluate import EvaluateParams, evaluate_flow
 from flows.ingest import IngestParams, ingest_flow
+from flows.pipeline import PipelineParams, config_digest, retrain_flow
 from flows.predict import PredictParams, predict_flow
 from flows.train import TrainParams, train_flow
-from tasks import dataset, deid, report, storage
+from tasks import dataset, deid, promotion, registry, report, storage
 from tasks.config import RunConfig, load_config
 from tasks.labels import LabelsError, read_labels
 from tasks.parallel import ensure_ray
@@ -29,6 +30,8 @@ CONFIGURATION_ERRORS = (
     ValidationError,
     ValueError,
     FileNotFoundError,
+    registry.RegistryError,
+    dataset.ConcurrentPublishError,
 )
 
 
@@ -45,6 +48,14 @@ def run(args: argparse.Namespace) -> int:
         return evaluate(args)
     if args.command == "predict":
         return predict(args)
+    if args.command == "run":
+        return run_pipeline(args)
+    if args.command == "serve":
+        return serve(args)
+    if args.command == "promote":
+        return promote(args)
+    if args.command == "rollback":
+        return rollback(args)
     raise AssertionError(args.command)
 
 
@@ -173,7 +184,7 @@ def print_evaluation(result: dict) -> None:
 
 
 def predict(args: argparse.Namespace) -> int:
-    params = PredictParams(model=args.model, source=args.source, out=args.out)
+    params = PredictParams(model=registry.resolve_model(args.model, args.registry), source=args.source, out=args.out)
     if not storage.exists(params.source):
         raise ValueError(f"source not found: {params.source}")
     from tasks.model_store import resolve
@@ -183,6 +194,63 @@ def predict(args: argparse.Namespace) -> int:
     counts = predict_flow(params)
     print(f"predictions written to {params.out}: {sum(counts['predicted'].values())} predicted {counts['predicted']}, "
           f"{sum(counts['refused'].values())} refused {counts['refused']}")
+    return 0
+
+
+def load_pipeline_params(path: str, **overrides) -> PipelineParams:
+    import yaml
+
+    data = yaml.safe_load(storage.read_bytes(storage.normalize(path)))
+    if not isinstance(data, dict):
+        raise ValueError(f"pipeline config {path} must be a YAML mapping")
+    return PipelineParams.model_validate({**data, **{k: v for k, v in overrides.items() if v}})
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    params = load_pipeline_params(args.config, force_retrain=args.force_retrain)
+    deid.load_pseudonym_key()
+    read_labels(params.labels)
+    start_services()
+    result = retrain_flow(params)
+    print(f"dataset {params.dataset}: version {result['dataset_version']} (added {result['ingest']['added']})")
+    if result["run"] is None:
+        print("  this dataset version and config were trained and evaluated already: nothing retrained")
+        return 0
+    print(f"  run {result['run']}: test AUC {result['test_auc']:.3f}; report {result['report']}")
+    print_decision(result["promotion"])
+    return 0
+
+
+def print_decision(decision: dict) -> None:
+    print(f"  promotion ({decision['task']}): {'promoted' if decision['promoted'] else 'not promoted'} — {decision['reason']}")
+    print(f"  champion: {decision['champion_after']}")
+
+
+def serve(args: argparse.Namespace) -> int:
+    from prefect import serve as prefect_serve
+    from prefect.client.schemas.schedules import CronSchedule
+
+    params = load_pipeline_params(args.config)
+    deployment = retrain_flow.to_deployment(name="nightly-retrain", parameters={"params": params.model_dump(mode="json")},
+                                            schedule=CronSchedule(cron=args.cron, timezone=args.timezone))
+    print(f"serving nightly-retrain ({args.cron}, {args.timezone}); Ctrl-C stops")
+    prefect_serve(deployment)
+    return 0
+
+
+def promote(args: argparse.Namespace) -> int:
+    registry_uri = storage.normalize(args.registry) if args.registry else registry.default_registry()
+    run = storage.normalize(args.run)
+    if not storage.exists(storage.join(run, "metrics.json")):
+        raise FileNotFoundError(f"{run} has not been evaluated (run `medflow evaluate --run {run}` first)")
+    print_decision(promotion.promote_run(registry_uri, args.task, run, args.margin, force=args.force))
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    registry_uri = storage.normalize(args.registry) if args.registry else registry.default_registry()
+    pointer = promotion.rollback(registry_uri, args.task)
+    print(f"champion of {args.task!r} is {pointer.model} again (rolled back from {pointer.evidence['rolled_back_from']})")
     return 0
 
 
@@ -210,8 +278,3 @@ def demo(args: argparse.Namespace) -> int:
     print_evaluation(evaluate_flow(EvaluateParams(run=run)))
     return 0
 
-
-def config_digest(config: RunConfig) -> str:
-    import hashlib
-
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:8]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -20,6 +19,7 @@ from tasks.config import RunConfig
 from tasks.model_store import EnsembleModel
 from tasks.runs import RunMismatchError
 from tasks.train_ray import load_split
+from tests.conftest import latest_artifact
 from tests.corpora import good_corpus, read_csv, write
 from tests.test_s3 import upload
 
@@ -104,18 +104,10 @@ def test_evaluate_reports_ensemble_and_members_with_cis(evaluated):
 
 
 def test_evaluate_publishes_prefect_artifacts(evaluated):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    async def latest(key: str):
-        async with get_client() as client:
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-            return found[-1]
-
-    table = asyncio.run(latest("evaluation-test"))
+    table = latest_artifact("evaluation-test")
     assert "ensemble" in str(table.data) and "auc" in str(table.data)
-    assert "Full report" in asyncio.run(latest("evaluation-report")).data
-    assert "index.html" in asyncio.run(latest("evaluation-report-link")).data
+    assert "Full report" in latest_artifact("evaluation-report").data
+    assert "index.html" in latest_artifact("evaluation-report-link").data
 
 
 def test_saved_and_loaded_model_predicts_identically(evaluated):
