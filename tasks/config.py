@@ -38,7 +38,7 @@ class MemberPlan(BaseModel):
 class RunConfig(BaseModel):
     """An ensemble: ``members`` networks, architectures taken in turn, each with its own seed."""
 
-    members: int = Field(3, ge=1, description="ensemble size")
+    members: int = Field(4, ge=1, description="ensemble size")
     architectures: list[str] = Field(default_factory=lambda: ["resnet18"], description="taken in turn by the members")
     bagging: bool = Field(False, description="each member trains on a bootstrap resample of the training split")
     workers: int = Field(1, ge=1, description="Ray Train workers (DDP) per member")

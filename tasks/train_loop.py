@@ -24,7 +24,7 @@ class TrainConfig(BaseModel):
     """One ensemble member's training; the defaults train well on small radiographs."""
 
     model: str = Field("resnet18", description="registry name (tasks/models.py)")
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(2e-3, gt=0, description="peak AdamW learning rate (one-cycle schedule)")
     weight_decay: float = Field(1e-4, ge=0)

@@ -11,7 +11,7 @@ from tasks.config import RunConfig, load_config
 def test_defaults_without_a_file():
     config = load_config(None)
     assert config == RunConfig()
-    assert [p.name for p in config.plans()] == ["member-0", "member-1", "member-2"]
+    assert [p.name for p in config.plans()] == ["member-0", "member-1", "member-2", "member-3"]
 
 
 def test_yaml_then_flags_override_it(tmp_path):
