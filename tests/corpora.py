@@ -73,3 +73,15 @@ def bad_corpus(root: str, outside_dir: str) -> tuple[str, dict[str, str]]:
     expected["bad/twice.dcm"] = "conflicting_labels"
     append_rows(labels, rows)
     return labels, expected
+
+
+def ingested_corpus(root, n_patients: int, images_per_patient: int, fractions: tuple[float, float, float]) -> tuple[str, str]:
+    """A clean corpus in ``root/src`` ingested at 32 px into ``root/ds``; returns (labels CSV, dataset URI)."""
+    from flows.ingest import IngestParams, ingest_flow
+
+    labels = good_corpus(str(root / "src"), n_patients=n_patients, images_per_patient=images_per_patient)
+    train, val, test = fractions
+    params = IngestParams(source=str(root / "src"), labels=labels, dataset=str(root / "ds"), rejects=str(root / "rejects.csv"),
+                          image_size=32, train_fraction=train, val_fraction=val, test_fraction=test)
+    ingest_flow(params)
+    return labels, params.dataset

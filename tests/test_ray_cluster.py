@@ -50,3 +50,50 @@ def test_ingest_runs_on_a_cluster_by_address(tmp_path, ray_head):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "added 6" in run.stdout
     assert dataset.read_index(str(tmp_path / "ds")).num_rows == 6
+
+
+@pytest.fixture
+def two_node_cluster(s3_endpoint):
+    """cluster/local-cluster.sh: a head and one worker node, 1 CPU each, stopped by the script (PIDs)."""
+    state = tempfile.mkdtemp(prefix="mfc-", dir="/tmp")
+    env = {**os.environ, "MEDFLOW_CLUSTER_DIR": state, "MEDFLOW_RAY_PORT": str(_free_port()), "RAY_BIN": os.path.join(BIN, "ray")}
+    env.pop("RAY_TMPDIR", None)
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "cluster", "local-cluster.sh")
+    started = subprocess.run([script, "start", "1", "1"], env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr
+    address = started.stdout.split("RAY_ADDRESS=")[1].split()[0]
+    yield address
+    subprocess.run([script, "stop"], env=env, capture_output=True, timeout=60)
+    assert not subprocess.run(["pgrep", "-f", state], capture_output=True, text=True).stdout.strip()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def test_training_spreads_one_worker_per_node_with_data_on_s3(tmp_path, two_node_cluster):
+    from tasks import model_store, storage
+    from tests.test_s3 import upload
+
+    fs = storage.filesystem("s3://")
+    if not fs.exists("medflow-cluster"):
+        fs.mkdir("medflow-cluster")
+    labels = good_corpus(str(tmp_path / "src"), n_patients=24, images_per_patient=3)
+    upload(str(tmp_path / "src"), "s3://medflow-cluster/source")
+    (tmp_path / "run.yaml").write_text(
+        "members: 1\narchitectures: [seed_cnn]\nworkers: 2\nplacement_strategy: SPREAD\n"
+        "train: {epochs: 2, batch_size: 16}\n")
+    env = {**os.environ, "RAY_ADDRESS": two_node_cluster, "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_TMPDIR", None)
+    medflow = os.path.join(BIN, "medflow")
+    commands = [
+        [medflow, "ingest", "s3://medflow-cluster/source", "--labels", "s3://medflow-cluster/source/labels.csv",
+         "--dataset", "s3://medflow-cluster/ds", "--rejects", str(tmp_path / "r.csv"), "--image-size", "16"],
+        [medflow, "train", "--dataset", "s3://medflow-cluster/ds", "--run", "s3://medflow-cluster/run",
+         "--config", str(tmp_path / "run.yaml")],
+    ]
+    for command in commands:
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+        assert run.returncode == 0, run.stderr[-3000:]
+    assert os.path.exists(labels)
+    record = model_store.read_json("s3://medflow-cluster/run/model/members/member-0.json")
+    assert len(set(record["worker_nodes"])) == 2  # rank 0 and rank 1 ran on different nodes
+    assert record["epochs_run"] == 2
+    assert fs.glob("medflow-cluster/run/checkpoints/member-0/checkpoint_*/state.pt")  # checkpoints on s3

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from flows.evaluate import EvaluateParams, evaluate_flow
-from flows.ingest import IngestParams, ingest_flow
 from flows.predict import PredictParams, predict_flow
 from flows.train import TrainParams, train_flow
 from tasks import model_store, storage
@@ -20,7 +19,7 @@ from tasks.model_store import EnsembleModel
 from tasks.runs import RunMismatchError
 from tasks.train_ray import load_split
 from tests.conftest import latest_artifact
-from tests.corpora import good_corpus, read_csv, write
+from tests.corpora import ingested_corpus, read_csv, write
 from tests.test_s3 import upload
 
 CONFIG = RunConfig.model_validate({
@@ -33,12 +32,8 @@ CONFIG = RunConfig.model_validate({
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("flow")
-    labels = good_corpus(str(root / "src"), n_patients=50, images_per_patient=4)
-    params = IngestParams(source=str(root / "src"), labels=labels, dataset=str(root / "ds"),
-                          rejects=str(root / "rejects.csv"), image_size=32, train_fraction=0.6, val_fraction=0.2,
-                          test_fraction=0.2)
-    ingest_flow(params)
-    train = TrainParams(dataset=params.dataset, run=str(root / "run"), config=CONFIG)
+    _, uri = ingested_corpus(root, 50, 4, (0.6, 0.2, 0.2))
+    train = TrainParams(dataset=uri, run=str(root / "run"), config=CONFIG)
     summary = train_flow(train)
     return root, train, summary
 

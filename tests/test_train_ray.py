@@ -12,11 +12,10 @@ import time
 
 import pytest
 
-from flows.ingest import IngestParams, ingest_flow
 from tasks.augment import AugmentConfig
 from tasks.train_loop import TrainConfig
 from tasks.train_ray import train_member
-from tests.corpora import good_corpus
+from tests.corpora import ingested_corpus
 
 CLASSES = ["abnormal", "normal"]
 CONFIG = TrainConfig(model="seed_cnn", epochs=4, batch_size=32, learning_rate=3e-3, early_stopping_patience=10,
@@ -26,12 +25,8 @@ CONFIG = TrainConfig(model="seed_cnn", epochs=4, batch_size=32, learning_rate=3e
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("train")
-    labels = good_corpus(str(root / "src"), n_patients=60, images_per_patient=4)
-    params = IngestParams(source=str(root / "src"), labels=labels, dataset=str(root / "ds"),
-                          rejects=str(root / "rejects.csv"), image_size=32, val_fraction=0.25, test_fraction=0.05,
-                          train_fraction=0.7)
-    ingest_flow(params)
-    return root, params.dataset
+    _, uri = ingested_corpus(root, 60, 4, (0.7, 0.25, 0.05))
+    return root, uri
 
 
 def test_two_workers_learn_and_checkpoint_every_epoch(small_dataset):

@@ -1,0 +1,142 @@
+"""deployments/prefect.yaml against a real `prefect server start` on 127.0.0.1: deploy, a process
+worker, a run triggered through the API with custom parameters (what the UI's Run button does),
+the run completes and its artifacts are listed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import _free_port
+from tests.corpora import good_corpus
+
+BIN = os.path.dirname(sys.executable)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a process we started, and its children, by process group."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=20)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_API_HOST": "127.0.0.1",
+           "PREFECT_SERVER_API_PORT": str(port), "PREFECT_UI_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    log = open(home / "server.log", "wb")
+    proc = subprocess.Popen([os.path.join(BIN, "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except Exception:
+            if time.time() > deadline or proc.poll() is not None:
+                _stop(proc)
+                raise RuntimeError("prefect server did not start: " + (home / "server.log").read_text()[-2000:]) from None
+            time.sleep(0.5)
+    yield url, env
+    _stop(proc)
+
+
+def _client_call(url: str, fn):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def call():
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            async with get_client() as client:
+                return await fn(client)
+
+    return asyncio.run(call())
+
+
+TINY = {"members": 1, "architectures": ["seed_cnn"], "train": {"epochs": 1}, "evaluation": {"bootstrap_resamples": 100}}
+
+
+def _wait(url: str, flow_run_id, timeout: float = 480):
+    deadline = time.time() + timeout
+    while True:
+        state = _client_call(url, lambda c: c.read_flow_run(flow_run_id)).state
+        if state.is_final() or time.time() > deadline:
+            return state
+        time.sleep(2)
+
+
+def _artifact_keys(url: str, flow_run_id) -> set[str]:
+    """Artifact keys of a flow run and of its subflow runs."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    children = _client_call(url, lambda c: c.read_flow_runs(
+        flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))))
+    run_ids = [flow_run_id, *[r.id for r in children]]
+    artifacts = _client_call(url, lambda c: c.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids))))
+    return {a.key for a in artifacts}
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server, tmp_path_factory):
+    """The project's prefect.yaml deployed (defaults: a small corpus, via the environment) and a process worker."""
+    url, env = prefect_server
+    root = tmp_path_factory.mktemp("deployed")
+    labels = good_corpus(str(root / "src"), n_patients=24, images_per_patient=3)
+    ray_dir = tempfile.mkdtemp(prefix="mfr-", dir="/tmp")
+    env = {**env, "MEDFLOW_SOURCE": str(root / "src"), "MEDFLOW_LABELS": labels, "MEDFLOW_DATASET": str(root / "ds"),
+           "MEDFLOW_REJECTS": str(root / "rejects.csv"), "MEDFLOW_RUNS": str(root / "runs"),
+           "MEDFLOW_REGISTRY": str(root / "registry"), "RAY_TMPDIR": ray_dir}
+    prefect = os.path.join(BIN, "prefect")
+    for command in ([prefect, "work-pool", "create", "medflow-process", "--type", "process"],
+                    [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"]):
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    worker = subprocess.Popen([prefect, "worker", "start", "--pool", "medflow-process"], env=env, cwd=ROOT,
+                              stdout=open(root / "worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    yield url, root, labels
+    _stop(worker)
+    shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def test_deployments_have_the_schedule_defaults_and_form(deployed):
+    url, root, _ = deployed
+    nightly = _client_call(url, lambda c: c.read_deployment_by_name("retrain/nightly-retrain"))
+    assert nightly.schedules[0].schedule.cron == "0 2 * * *" and nightly.schedules[0].schedule.timezone == "UTC"
+    assert nightly.parameters["params"]["dataset"] == str(root / "ds")  # default parameters from the environment
+    assert "params" in nightly.parameter_openapi_schema["properties"]  # what the UI renders as the run form
+    weekly = _client_call(url, lambda c: c.read_deployment_by_name("retrain/weekly-forced-retrain"))
+    assert weekly.parameters["params"]["force_retrain"] is True and weekly.entrypoint == nightly.entrypoint
+
+
+def test_a_run_with_custom_parameters_triggered_through_the_api_completes(deployed, tmp_path):
+    url, root, labels = deployed
+    deployment = _client_call(url, lambda c: c.read_deployment_by_name("retrain/nightly-retrain"))
+    custom = {"source": str(root / "src"), "labels": labels, "dataset": str(tmp_path / "ds"),
+              "rejects": str(tmp_path / "rejects.csv"), "runs": str(tmp_path / "runs"),
+              "registry": str(tmp_path / "registry"), "task": "chest", "image_size": 16, "config": TINY}
+    flow_run = _client_call(url, lambda c: c.create_flow_run_from_deployment(deployment.id, parameters={"params": custom}))
+    state = _wait(url, flow_run.id)
+    assert state.is_completed(), (state, (root / "worker.log").read_text()[-3000:])
+    assert {"ingest-summary", "evaluation-test", "evaluation-report", "promotion-chest"} <= _artifact_keys(url, flow_run.id)
+    assert os.path.exists(tmp_path / "registry" / "chest" / "pointers" / "00000000.json")
