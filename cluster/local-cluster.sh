@@ -16,15 +16,16 @@ case "${1:-}" in
   start)
     workers="${2:-1}"; cpus="${3:-1}"
     mkdir -p "$DIR"
-    export RAY_USAGE_STATS_ENABLED=0
-    "$RAY" start --head --node-ip-address 127.0.0.1 --port "$PORT" --num-cpus "$cpus" --num-gpus 0 \
-      --resources '{"node_head": 1}' --temp-dir "$DIR/ray" --include-dashboard false --disable-usage-stats >"$DIR/head.log" 2>&1
+    export RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token   # Ray 2.60: token auth, token in ~/.ray/auth_token
+    "$RAY" start --head --port "$PORT" --num-cpus "$cpus" --num-gpus 0 --resources '{"node_head": 1}' \
+      --temp-dir "$DIR/ray" --include-dashboard false --disable-usage-stats >"$DIR/head.log" 2>&1
+    address="$(grep -o "ray start --address='[^']*'" "$DIR/head.log" | head -1 | cut -d"'" -f2)"
     for i in $(seq 1 "$workers"); do
-      "$RAY" start --address "127.0.0.1:$PORT" --node-ip-address 127.0.0.1 --num-cpus "$cpus" --num-gpus 0 \
+      "$RAY" start --address "$address" --num-cpus "$cpus" --num-gpus 0 \
         --resources "{\"node_worker_$i\": 1}" --disable-usage-stats >"$DIR/worker-$i.log" 2>&1
     done
     ray_pids > "$DIR/pids"
-    echo "export RAY_ADDRESS=127.0.0.1:$PORT RAY_AUTH_MODE=token"
+    echo "export RAY_ADDRESS=$address RAY_AUTH_MODE=token"
     ;;
   stop)
     [ -f "$DIR/pids" ] || { echo "no cluster started from $DIR"; exit 0; }

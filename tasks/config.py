@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 from tasks import storage
@@ -43,6 +45,8 @@ class RunConfig(BaseModel):
     bagging: bool = Field(False, description="each member trains on a bootstrap resample of the training split")
     workers: int = Field(1, ge=1, description="Ray Train workers (DDP) per member")
     cpus_per_worker: int = Field(1, ge=1)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="Ray placement of a member's workers: SPREAD puts them on different nodes")
     max_failures: int = Field(2, ge=0, description="worker-group restarts (from the last checkpoint) per member")
     seed: int = Field(0, description="member i trains with seed + i")
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -21,6 +21,7 @@ from ray.train.torch import TorchTrainer, prepare_data_loader, prepare_model
 
 from tasks import dataset, model_store, storage
 from tasks.config import MemberPlan, RunConfig
+from tasks.parallel import ensure_ray
 from tasks.train_loop import Distributed, TrainConfig, fit
 
 CHECKPOINT_FILE = "state.pt"
@@ -79,9 +80,16 @@ class RayDistributed(Distributed):
     def gather(self, probs, labels):
         if self.world == 1:
             return probs, labels
-        parts: list = [None] * self.world
-        torch_dist.all_gather_object(parts, (probs, labels))
+        parts = self.all_objects((probs, labels))
         return np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts])
+
+    def all_objects(self, value) -> list:
+        """``value`` from every worker, in rank order."""
+        if self.world == 1:
+            return [value]
+        parts: list = [None] * self.world
+        torch_dist.all_gather_object(parts, value)
+        return parts
 
     def mean(self, value):
         if self.world == 1:
@@ -130,9 +138,10 @@ def worker_loop(loop_config: dict) -> None:
     else:  # restarted after a failure, or rerun with the same run: continue, not epoch 1
         resume = latest_checkpoint(loop_config["run_folder"])
     dist = RayDistributed()
+    nodes = dist.all_objects(ray.get_runtime_context().get_node_id())  # where each rank runs, for the record
 
     def report(epoch: int, metrics: dict, state: dict) -> None:
-        metrics = {**metrics, "resumed_from": -1 if resume is None else resume["epoch"]}
+        metrics = {**metrics, "resumed_from": -1 if resume is None else resume["epoch"], "worker_nodes": nodes}
         with tempfile.TemporaryDirectory() as folder:
             if dist.rank == 0:  # one copy of the checkpoint; every worker reports the metrics
                 torch.save(state, os.path.join(folder, CHECKPOINT_FILE))
@@ -151,7 +160,7 @@ def gpus_available() -> bool:
 
 def train_member(dataset_uri: str, storage_path: str, name: str, config: TrainConfig, classes: list[str],
                  workers: int = 1, version: int | None = None, max_failures: int = 2, bagging: bool = False,
-                 cpus_per_worker: int = 1) -> ray.train.Result:
+                 cpus_per_worker: int = 1, placement_strategy: str = "PACK") -> ray.train.Result:
     """Train one member on Ray; checkpoints go to ``storage_path/name`` (a path or ``s3://``)."""
     use_gpu = gpus_available()
     trainer = TorchTrainer(
@@ -159,7 +168,7 @@ def train_member(dataset_uri: str, storage_path: str, name: str, config: TrainCo
         train_loop_config={"config": config.model_dump(), "dataset": dataset_uri, "version": version,
                            "classes": classes, "run_folder": storage.join(storage_path, name), "bagging": bagging,
                            "cpus_per_worker": cpus_per_worker},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, placement_strategy=placement_strategy,
                                      resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         run_config=RayRunConfig(name=name, storage_path=storage_path,
                              failure_config=FailureConfig(max_failures=max_failures),
@@ -185,13 +194,15 @@ def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan:
     started = time.time()
     result = train_member(dataset_uri, storage.join(run_uri, "checkpoints"), plan.name, config.member_config(plan),
                           classes, workers=config.workers, version=version, max_failures=config.max_failures,
-                          bagging=config.bagging, cpus_per_worker=config.cpus_per_worker)
+                          bagging=config.bagging, cpus_per_worker=config.cpus_per_worker,
+                          placement_strategy=config.placement_strategy)
     if result.error is not None:
         raise result.error
     state = checkpoint_state(result)
     model_store.save_weights(storage.join(run_uri, "model", "members", f"{plan.name}.pt"), state["best_model"])
     record = {**plan.model_dump(), "best_val_auc": float(state["best_auc"]), "epochs_run": len(state["history"]),
               "history": state["history"], "resumed_from": result.metrics.get("resumed_from", -1),
+              "worker_nodes": result.metrics.get("worker_nodes", []),
               "started": started, "finished": time.time()}
     model_store.write_json(member_record_uri(run_uri, plan.name), record)  # written last: the member is done
     return record
@@ -201,6 +212,7 @@ def train_members(dataset_uri: str, version: int | None, run_uri: str, config: R
                   on_done: Callable[[dict], None] | None = None) -> list[dict]:
     """Train every member not finished yet, concurrently as far as the cluster has room (each member
     asks for ``workers`` x ``cpus_per_worker`` CPUs; Ray queues the rest). Returns all members' records."""
+    ensure_ray()
     records: dict[str, dict] = {}
     pending = {}
     for plan in config.plans():

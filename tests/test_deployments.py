@@ -140,3 +140,46 @@ def test_a_run_with_custom_parameters_triggered_through_the_api_completes(deploy
     assert state.is_completed(), (state, (root / "worker.log").read_text()[-3000:])
     assert {"ingest-summary", "evaluation-test", "evaluation-report", "promotion-chest"} <= _artifact_keys(url, flow_run.id)
     assert os.path.exists(tmp_path / "registry" / "chest" / "pointers" / "00000000.json")
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOT_DIR = os.environ.get("MEDFLOW_SCREENSHOT_DIR")  # set to docs/ to refresh the README's screenshots
+
+
+def test_the_prefect_ui_starts_a_run_of_the_deployment_and_shows_it_complete(deployed, tmp_path):
+    """Headless Chromium (Debian's, driven by Playwright) clicks Run > Quick run on the deployment."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, root, _ = deployed
+    ui = url.removesuffix("/api")
+    deployment = _client_call(url, lambda c: c.read_deployment_by_name("retrain/nightly-retrain"))
+    params = {**deployment.parameters["params"], "config": TINY, "image_size": 16, "task": "ui"}
+
+    async def set_defaults(client):  # what the UI's Edit form does: new default parameters
+        from prefect.client.schemas.actions import DeploymentUpdate
+
+        await client.update_deployment(deployment.id, DeploymentUpdate(parameters={"params": params}))
+
+    _client_call(url, set_defaults)
+    shots = SCREENSHOT_DIR or str(tmp_path)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{ui}/deployments/deployment/{deployment.id}")
+        expect(page.get_by_text("nightly-retrain").first).to_be_visible(timeout=60_000)
+        page.get_by_role("button", name="Run").first.click()
+        page.get_by_text("Quick run").first.click()
+        expect(page.get_by_text("scheduled").first).to_be_visible(timeout=30_000)
+        runs = _client_call(url, lambda c: c.read_flow_runs())
+        started = [r for r in runs if r.deployment_id == deployment.id and r.parameters["params"].get("task") == "ui"]
+        assert len(started) == 1, "the UI's Run button did not create exactly one flow run"
+        state = _wait(url, started[0].id)
+        assert state.is_completed(), (state, (root / "worker.log").read_text()[-3000:])
+        page.goto(f"{ui}/runs/flow-run/{started[0].id}")
+        expect(page.get_by_text("Completed").first).to_be_visible(timeout=60_000)
+        page.screenshot(path=os.path.join(shots, "prefect-ui-flow-run.png"))
+        page.goto(f"{ui}/deployments/deployment/{deployment.id}")
+        expect(page.get_by_text("nightly-retrain").first).to_be_visible(timeout=60_000)
+        page.screenshot(path=os.path.join(shots, "prefect-ui-deployment.png"))
+        browser.close()
+    assert os.path.getsize(os.path.join(shots, "prefect-ui-flow-run.png")) > 10_000
