@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -70,7 +71,8 @@ def _client_call(url: str, fn):
             async with get_client() as client:
                 return await fn(client)
 
-    return asyncio.run(call())
+    with ThreadPoolExecutor(1) as pool:  # its own thread: Playwright's sync API holds an event loop in this one
+        return pool.submit(asyncio.run, call()).result()
 
 
 TINY = {"members": 1, "architectures": ["seed_cnn"], "train": {"epochs": 1}, "evaluation": {"bootstrap_resamples": 100}}
@@ -167,12 +169,19 @@ def test_the_prefect_ui_starts_a_run_of_the_deployment_and_shows_it_complete(dep
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{ui}/deployments/deployment/{deployment.id}")
         expect(page.get_by_text("nightly-retrain").first).to_be_visible(timeout=60_000)
-        page.get_by_role("button", name="Run").first.click()
+        page.get_by_role("button", name="Run", exact=True).click()
         page.get_by_text("Quick run").first.click()
-        expect(page.get_by_text("scheduled").first).to_be_visible(timeout=30_000)
-        runs = _client_call(url, lambda c: c.read_flow_runs())
-        started = [r for r in runs if r.deployment_id == deployment.id and r.parameters["params"].get("task") == "ui"]
+        dialog = page.get_by_role("dialog")  # "Run Deployment": the parameter form built from PipelineParams
+        expect(dialog.get_by_text("Source").first).to_be_visible(timeout=30_000)
+        page.screenshot(path=os.path.join(shots, "prefect-ui-run-form.png"))
+        dialog.get_by_role("button", name="Run", exact=True).click()
+        deadline, started = time.time() + 60, []
+        while not started and time.time() < deadline:  # the run the click created (not the schedule's)
+            page.wait_for_timeout(1000)
+            started = [r for r in _client_call(url, lambda c: c.read_flow_runs())
+                       if r.deployment_id == deployment.id and not r.auto_scheduled]
         assert len(started) == 1, "the UI's Run button did not create exactly one flow run"
+        assert started[0].parameters["params"]["task"] == "ui"  # with the deployment's (edited) defaults
         state = _wait(url, started[0].id)
         assert state.is_completed(), (state, (root / "worker.log").read_text()[-3000:])
         page.goto(f"{ui}/runs/flow-run/{started[0].id}")
