@@ -7,6 +7,7 @@ the driver only holds small per-row facts, so its memory does not grow with the 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -16,6 +17,8 @@ from ray.exceptions import RayError
 from tasks.dicom import Limits
 from tasks.ingest import BatchResult, KnownDigests, process_batch
 from tasks.labels import Item
+
+CONNECT_ATTEMPTS = 3
 
 
 def ensure_ray() -> None:
@@ -30,7 +33,14 @@ def ensure_ray() -> None:
         # ship the code; point workers at the same S3 endpoint (credentials: the nodes' own, e.g. IAM roles)
         env = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_REGION") if os.environ.get(k)}
         kwargs["runtime_env"] = {"py_modules": [os.path.dirname(tasks.__file__)], "env_vars": env}
-        ray.init(address=address, **kwargs)
+        for attempt in range(CONNECT_ATTEMPTS):  # a cluster head restarting, a network blip: retry with backoff
+            try:
+                ray.init(address=address, **kwargs)
+                return
+            except ConnectionError:
+                if attempt == CONNECT_ATTEMPTS - 1:
+                    raise
+                time.sleep(5 * 2**attempt)
     else:
         ray.init(num_cpus=os.cpu_count(), **kwargs)
 

@@ -192,3 +192,31 @@ def test_the_prefect_ui_starts_a_run_of_the_deployment_and_shows_it_complete(dep
         page.screenshot(path=os.path.join(shots, "prefect-ui-deployment.png"))
         browser.close()
     assert os.path.getsize(os.path.join(shots, "prefect-ui-flow-run.png")) > 10_000
+
+
+def test_medflow_serve_registers_the_nightly_deployment_and_serves_it(prefect_server, tmp_path):
+    import yaml
+
+    url, env = prefect_server
+    labels = good_corpus(str(tmp_path / "src"), n_patients=4, images_per_patient=2)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({"source": str(tmp_path / "src"), "labels": labels, "dataset": str(tmp_path / "ds"),
+                                      "rejects": str(tmp_path / "r.csv"), "runs": str(tmp_path / "runs"),
+                                      "registry": str(tmp_path / "registry"), "task": "served", "config": TINY}))
+    serve = subprocess.Popen([os.path.join(BIN, "medflow"), "serve", "--config", str(config), "--timezone", "Europe/Berlin"],
+                             env=env, cwd=str(tmp_path), stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            deployments = _client_call(url, lambda c: c.read_deployments())
+            served = [d for d in deployments if d.name == "nightly-retrain" and d.parameters["params"].get("task") == "served"]
+            if served or time.time() > deadline or serve.poll() is not None:
+                break
+            time.sleep(1)
+        assert served, (tmp_path / "serve.log").read_text()[-2000:]
+        schedule = served[0].schedules[0].schedule
+        assert schedule.cron == "0 2 * * *" and schedule.timezone == "Europe/Berlin"
+        assert serve.poll() is None  # still serving
+    finally:
+        _stop(serve)
