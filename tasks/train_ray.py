@@ -177,10 +177,17 @@ def train_member(dataset_uri: str, storage_path: str, name: str, config: TrainCo
     return trainer.fit()
 
 
-def checkpoint_state(result: ray.train.Result) -> dict:
-    """The state saved in a finished run's last checkpoint."""
-    with result.checkpoint.as_directory() as folder:
-        return torch.load(os.path.join(folder, CHECKPOINT_FILE), weights_only=True)
+def checkpoint_state(result: ray.train.Result, run_folder: str) -> dict:
+    """The state saved in a finished run's last checkpoint. A run resumed after its last epoch had
+    been checkpointed (the driver died before exporting the member) reports none: then the newest
+    checkpoint in the run folder is the final one."""
+    if result.checkpoint is not None:
+        with result.checkpoint.as_directory() as folder:
+            return torch.load(os.path.join(folder, CHECKPOINT_FILE), weights_only=True)
+    state = latest_checkpoint(run_folder)
+    if state is None:
+        raise RuntimeError(f"training reported no checkpoint and none is in {run_folder}")
+    return state
 
 
 def member_record_uri(run_uri: str, name: str) -> str:
@@ -198,11 +205,12 @@ def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan:
                           placement_strategy=config.placement_strategy)
     if result.error is not None:
         raise result.error
-    state = checkpoint_state(result)
+    metrics = result.metrics or {}
+    state = checkpoint_state(result, storage.join(run_uri, "checkpoints", plan.name))
     model_store.save_weights(storage.join(run_uri, "model", "members", f"{plan.name}.pt"), state["best_model"])
     record = {**plan.model_dump(), "best_val_auc": float(state["best_auc"]), "epochs_run": len(state["history"]),
-              "history": state["history"], "resumed_from": result.metrics.get("resumed_from", -1),
-              "worker_nodes": result.metrics.get("worker_nodes", []),
+              "history": state["history"], "resumed_from": metrics.get("resumed_from", state["epoch"]),
+              "worker_nodes": metrics.get("worker_nodes", []),
               "started": started, "finished": time.time()}
     model_store.write_json(member_record_uri(run_uri, plan.name), record)  # written last: the member is done
     return record

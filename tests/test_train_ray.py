@@ -67,3 +67,25 @@ def test_a_killed_worker_resumes_from_its_checkpoint(small_dataset):
     assert result.metrics["epoch"] == config.epochs - 1
     assert result.metrics["resumed_from"] >= 0  # the restarted workers continued after a checkpoint, not from scratch
 
+
+
+def test_rerun_after_the_driver_died_before_export_finishes_the_member(small_dataset):
+    """The member's last epoch is checkpointed but its weights were never exported: `medflow train`
+    rerun with the same --run resumes it (nothing left to train) and exports the checkpointed best."""
+    from tasks import model_store
+    from tasks.config import RunConfig
+    from tasks.train_ray import train_members
+
+    root, uri = small_dataset
+    run = str(root / "rerun")
+    config = RunConfig(members=1, architectures=["seed_cnn"], train=CONFIG.model_copy(update={"epochs": 2}))
+    plan = config.plans()[0]
+    first = train_member(uri, os.path.join(run, "checkpoints"), plan.name, config.member_config(plan), CLASSES)
+    assert first.error is None and not os.path.exists(os.path.join(run, "model"))  # "crash": nothing exported
+    checkpoints = sorted(glob.glob(os.path.join(run, "checkpoints", "member-0", "checkpoint_*")))
+    [record] = train_members(uri, None, run, config, CLASSES)
+    assert record["epochs_run"] == 2  # the history of the first attempt...
+    assert sorted(glob.glob(os.path.join(run, "checkpoints", "member-0", "checkpoint_*"))) == checkpoints  # ...no epoch retrained
+    assert record["best_val_auc"] >= first.metrics["val_auc"] - 1e-9  # the best epoch, not a retrained one
+    assert os.path.exists(os.path.join(run, "model", "members", "member-0.pt"))
+    assert model_store.read_json(os.path.join(run, "model", "members", "member-0.json"))["name"] == "member-0"
