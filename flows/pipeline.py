@@ -43,11 +43,21 @@ def config_digest(config: RunConfig) -> str:
 
 @task(**IO_RETRIES, **QUIET)
 def plan_run(params: PipelineParams, version: int, flow_run_id: str) -> str | None:
-    """The run folder for this dataset version and config; None when it was evaluated already."""
+    """The run folder for this dataset version and config; None when it was evaluated already.
+
+    The folder is claimed with an exclusive create: a retry of the same flow run resumes in it, but
+    another pipeline run working on the same version and config at the same time trains in a folder
+    of its own (suffixed with its flow run id), so two runs never write into one run folder."""
     run = storage.join(params.runs, params.task, f"v{version}-{config_digest(params.config)}")
+    own = f"{run}-{flow_run_id[:8]}"
     if params.force_retrain:
-        return storage.join(params.runs, params.task, f"v{version}-{config_digest(params.config)}-{flow_run_id[:8]}")
-    return None if storage.exists(storage.join(run, runs.METRICS_FILE)) else run
+        return own
+    if storage.exists(storage.join(run, runs.METRICS_FILE)):
+        return None
+    claim = storage.join(run, "claimed-by.txt")
+    if storage.create_exclusive(claim, flow_run_id.encode()) or storage.read_bytes(claim).decode() == flow_run_id:
+        return run
+    return own
 
 
 @task(**IO_RETRIES, **QUIET)

@@ -82,3 +82,38 @@ def test_cli_run_promote_rollback_and_predict_the_champion(first_run, tmp_path, 
     assert len(read_csv(str(out))) == 40 * 3 + 12 * 3 + 2  # every file, the two labels CSVs refused
     assert main(["predict", "--model", "champion:none", "--registry", params.registry, params.source, "--out", str(out)]) == 2
     assert "no champion for task 'none'" in capfd.readouterr().err
+
+
+def test_two_pipeline_runs_at_once_publish_one_version_and_consistent_pointers(tmp_path, ray_local):
+    import threading
+
+    from tasks import dataset
+
+    labels = good_corpus(str(tmp_path / "src"), n_patients=30, images_per_patient=3, seed=3)
+    params = PipelineParams(source=str(tmp_path / "src"), labels=labels, dataset=str(tmp_path / "ds"),
+                            rejects=str(tmp_path / "rej.csv"), runs=str(tmp_path / "runs"),
+                            registry=str(tmp_path / "registry"), task="race", image_size=32,
+                            config={**CONFIG, "members": 1})
+    results: list = []
+
+    def run() -> None:
+        try:
+            results.append(retrain_flow(params))
+        except Exception as exc:  # collected: the assertion below shows it
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(r, dict) for r in results), results
+    assert dataset.latest_version(params.dataset) == 0  # one version...
+    keys = dataset.read_version(params.dataset, columns=["image_key"]).column("image_key").to_pylist()
+    assert len(keys) == len(set(keys)) == 90  # ...every image once
+    run_folders = {r["run"] for r in results if r["run"]}
+    assert len(run_folders) == len([r for r in results if r["run"]])  # never two runs in one folder
+    pointers = registry.history(params.registry, "race")
+    assert [p.seq for p in pointers] == list(range(len(pointers))) and 1 <= len(pointers) <= 2
+    assert [p.replaces for p in pointers] == [None, 0][: len(pointers)]
+    assert registry.champion(params.registry, "race").model in {f"{f}/model" for f in run_folders}
