@@ -8,6 +8,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from tasks import parallel
 from tasks.ingest import KnownDigests
 from tasks.labels import plan
@@ -45,3 +47,34 @@ def test_a_killed_worker_loses_no_file(tmp_path, ray_local):
     indexes = sorted(i for r in decoded.results for i in r.index)
     assert indexes == list(range(len(work.items)))  # every file decoded exactly once
     assert not any(r.rejects for r in decoded.results)
+
+
+def test_connecting_to_a_cluster_retries_connection_errors_with_backoff(monkeypatch):
+    """The retry policy only (Ray itself is stood in for): two refused connections, then success."""
+    import ray
+
+    from tasks import parallel
+
+    calls, sleeps = [], []
+
+    def init(address=None, **kwargs):
+        calls.append(address)
+        if len(calls) < 3:
+            raise ConnectionError("head not reachable")
+
+    monkeypatch.setenv("RAY_ADDRESS", "head.example:6379")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(parallel.time, "sleep", sleeps.append)
+    parallel.ensure_ray()
+    assert calls == ["head.example:6379"] * 3 and sleeps == [5, 10]
+    calls.clear()
+
+    def down(address=None, **kwargs):
+        calls.append(address)
+        raise ConnectionError("down")
+
+    monkeypatch.setattr(ray, "init", down)
+    with pytest.raises(ConnectionError, match="down"):
+        parallel.ensure_ray()
+    assert len(calls) == parallel.CONNECT_ATTEMPTS
