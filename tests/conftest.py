@@ -106,3 +106,23 @@ def latest_artifact(key: str):
             return max(found, key=lambda a: a.created)
 
     return asyncio.run(read())
+
+
+def run_together(fn, times: int = 2) -> list:
+    """Call ``fn()`` in ``times`` threads at once; returns each call's result or exception."""
+    import threading
+
+    outcomes: list = []
+
+    def call() -> None:
+        try:
+            outcomes.append(fn())
+        except Exception as exc:  # collected: the caller's assertions show it
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(times)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes

@@ -11,6 +11,7 @@ import pytest
 import tasks.dataset
 from flows.ingest import IngestParams, ingest_flow
 from tasks import dataset
+from tests.conftest import run_together
 from tests.corpora import good_corpus, read_csv
 
 
@@ -100,19 +101,7 @@ def _race(monkeypatch, params: IngestParams) -> list:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tasks.dataset, "commit_parts", commit_after_both_decided)
-    outcomes: list = []
-
-    def run() -> None:
-        try:
-            outcomes.append(ingest_flow(params)["version"])
-        except Exception as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = run_together(lambda: ingest_flow(params)["version"])
     monkeypatch.undo()
     return outcomes
 

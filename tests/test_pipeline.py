@@ -12,7 +12,7 @@ import yaml
 from flows.pipeline import PipelineParams, retrain_flow
 from medflow.cli import main
 from tasks import registry
-from tests.conftest import latest_artifact
+from tests.conftest import latest_artifact, run_together
 from tests.corpora import good_corpus, read_csv
 
 CONFIG = {"members": 2, "architectures": ["seed_cnn"],
@@ -85,8 +85,6 @@ def test_cli_run_promote_rollback_and_predict_the_champion(first_run, tmp_path, 
 
 
 def test_two_pipeline_runs_at_once_publish_one_version_and_consistent_pointers(tmp_path, ray_local):
-    import threading
-
     from tasks import dataset
 
     labels = good_corpus(str(tmp_path / "src"), n_patients=30, images_per_patient=3, seed=3)
@@ -94,19 +92,7 @@ def test_two_pipeline_runs_at_once_publish_one_version_and_consistent_pointers(t
                             rejects=str(tmp_path / "rej.csv"), runs=str(tmp_path / "runs"),
                             registry=str(tmp_path / "registry"), task="race", image_size=32,
                             config={**CONFIG, "members": 1})
-    results: list = []
-
-    def run() -> None:
-        try:
-            results.append(retrain_flow(params))
-        except Exception as exc:  # collected: the assertion below shows it
-            results.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = run_together(lambda: retrain_flow(params))
     assert all(isinstance(r, dict) for r in results), results
     assert dataset.latest_version(params.dataset) == 0  # one version...
     keys = dataset.read_version(params.dataset, columns=["image_key"]).column("image_key").to_pylist()
