@@ -5,20 +5,17 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from flows.retry import IO_RETRIES, QUIET
+from flows.uris import Uri
 from tasks import report, runs, storage
 from tasks.evaluate import ENSEMBLE, evaluate
 
 
 class EvaluateParams(BaseModel):
-    run: str = Field(description="run folder written by `medflow train` (path or s3://)")
+    run: Uri = Field(description="run folder written by `medflow train` (path or s3://)")
 
-    @field_validator("run")
-    @classmethod
-    def absolute(cls, uri: str) -> str:
-        return storage.normalize(uri)
 
 
 @task(**IO_RETRIES, **QUIET)

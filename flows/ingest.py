@@ -8,11 +8,12 @@ from collections import Counter
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.utilities.annotations import quote
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 from tqdm import tqdm
 
 from flows.retry import IO_RETRIES, QUIET
-from tasks import dataset, deid, storage
+from flows.uris import Uri
+from tasks import dataset, deid
 from tasks.dicom import Limits
 from tasks.ingest import KnownDigests
 from tasks.labels import Plan, plan
@@ -25,10 +26,10 @@ from tasks.splits import SplitFractions, audit
 class IngestParams(BaseModel):
     """What to ingest and where; every location is a path or ``s3://`` URI."""
 
-    source: str = Field(description="folder or s3:// prefix holding the DICOM files")
-    labels: str = Field(description="labels CSV: columns path, label[, split]")
-    dataset: str = Field(description="dataset location (Delta table)")
-    rejects: str = Field("rejects.csv", description="where to write path,reason,detail for refused inputs (outside the dataset)")
+    source: Uri = Field(description="folder or s3:// prefix holding the DICOM files")
+    labels: Uri = Field(description="labels CSV: columns path, label[, split]")
+    dataset: Uri = Field(description="dataset location (Delta table)")
+    rejects: Uri = Field("rejects.csv", description="where to write path,reason,detail for refused inputs (outside the dataset)")
     image_size: int = Field(128, ge=8, le=2048, description="stored images are image_size x image_size (letterboxed)")
     seed: int = Field(0, description="seed of the patient-level split")
     train_fraction: float = Field(0.7, ge=0, le=1)
@@ -38,11 +39,6 @@ class IngestParams(BaseModel):
     max_pixels: int = Field(Limits.max_pixels, description="refuse images with more Rows x Columns")
     max_file_bytes: int = Field(Limits.max_file_bytes, description="refuse larger files unread")
 
-    @field_validator("source", "labels", "dataset", "rejects")
-    @classmethod
-    def absolute(cls, uri: str) -> str:
-        """Local paths made absolute: Ray workers do not share the caller's working directory."""
-        return storage.normalize(uri)
 
     @model_validator(mode="after")
     def rejects_outside_dataset(self) -> IngestParams:

@@ -6,12 +6,13 @@ import hashlib
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from flows.evaluate import EvaluateParams, evaluate_flow
 from flows.ingest import IngestParams, ingest_flow
 from flows.retry import IO_RETRIES, QUIET
 from flows.train import TrainParams, train_flow
+from flows.uris import Uri
 from tasks import dataset, promotion, runs, storage
 from tasks.config import RunConfig
 
@@ -19,22 +20,18 @@ from tasks.config import RunConfig
 class PipelineParams(BaseModel):
     """The retraining pipeline: where data comes from and goes, how to train, when to promote."""
 
-    source: str = Field(description="folder or s3:// prefix of DICOM files")
-    labels: str = Field(description="labels CSV: path, label[, split]")
-    dataset: str = Field(description="dataset location (path or s3://)")
-    rejects: str = Field(description="rejects CSV (outside the dataset: it may hold source paths)")
-    runs: str = Field(description="folder (path or s3://) that holds one run folder per dataset version and config")
-    registry: str = Field(description="model registry (path or s3://): the champion pointer per task")
+    source: Uri = Field(description="folder or s3:// prefix of DICOM files")
+    labels: Uri = Field(description="labels CSV: path, label[, split]")
+    dataset: Uri = Field(description="dataset location (path or s3://)")
+    rejects: Uri = Field(description="rejects CSV (outside the dataset: it may hold source paths)")
+    runs: Uri = Field(description="folder (path or s3://) that holds one run folder per dataset version and config")
+    registry: Uri = Field(description="model registry (path or s3://): the champion pointer per task")
     task: str = Field("default", description="name of the prediction task: one champion per task")
     image_size: int = Field(128, ge=8, le=2048)
     config: RunConfig = Field(default_factory=RunConfig, description="training and evaluation")
     promotion_margin: float = Field(0.0, description="promote only if the lower 95% bound of the AUC gain exceeds this")
     force_retrain: bool = Field(False, description="train even if this dataset version and config were trained already")
 
-    @field_validator("source", "labels", "dataset", "rejects", "runs", "registry")
-    @classmethod
-    def absolute(cls, uri: str) -> str:
-        return storage.normalize(uri)
 
 
 def config_digest(config: RunConfig) -> str:

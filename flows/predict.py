@@ -6,24 +6,21 @@ import sys
 
 from prefect import flow, get_run_logger, task
 from prefect.utilities.annotations import quote
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from flows.retry import IO_RETRIES, QUIET
+from flows.uris import Uri
 from tasks import storage
 from tasks.model_store import EnsembleModel
 from tasks.predict import predict_source
 
 
 class PredictParams(BaseModel):
-    model: str = Field(description="model folder, or a run folder holding model/ (path or s3://)")
-    source: str = Field(description="folder or s3:// prefix of DICOM files")
-    out: str = Field(description="predictions CSV (path or s3://); may hold source paths, so keep it with the source")
+    model: Uri = Field(description="model folder, or a run folder holding model/ (path or s3://)")
+    source: Uri = Field(description="folder or s3:// prefix of DICOM files")
+    out: Uri = Field(description="predictions CSV (path or s3://); may hold source paths, so keep it with the source")
 
-    @field_validator("model", "source", "out")
-    @classmethod
-    def absolute(cls, uri: str) -> str:
-        return storage.normalize(uri)
 
 
 @task(**IO_RETRIES, **QUIET)

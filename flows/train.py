@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, runtime, task
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from flows.retry import IO_RETRIES, QUIET
-from tasks import runs, storage
+from flows.uris import Uri
+from tasks import runs
 from tasks.config import RunConfig
 from tasks.runs import RunInfo
 from tasks.train_ray import train_members
@@ -15,15 +16,11 @@ from tasks.train_ray import train_members
 class TrainParams(BaseModel):
     """What to train on, where the run goes, and how (the run's config)."""
 
-    dataset: str = Field(description="dataset location (path or s3://)")
-    run: str = Field(description="run folder (path or s3://): checkpoints, model, metrics, report")
+    dataset: Uri = Field(description="dataset location (path or s3://)")
+    run: Uri = Field(description="run folder (path or s3://): checkpoints, model, metrics, report")
     version: int | None = Field(None, description="dataset version; default the latest (a resumed run keeps its own)")
     config: RunConfig = Field(default_factory=RunConfig)
 
-    @field_validator("dataset", "run")
-    @classmethod
-    def absolute(cls, uri: str) -> str:
-        return storage.normalize(uri)
 
 
 @task(**IO_RETRIES, **QUIET)

@@ -36,27 +36,11 @@ CONFIGURATION_ERRORS = (
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command == "ingest":
-        return ingest(args)
     if args.command == "dataset":
         return dataset_info(args) if args.dataset_command == "info" else dataset_export(args)
-    if args.command == "demo":
-        return demo(args)
-    if args.command == "train":
-        return train(args)
-    if args.command == "evaluate":
-        return evaluate(args)
-    if args.command == "predict":
-        return predict(args)
-    if args.command == "run":
-        return run_pipeline(args)
-    if args.command == "serve":
-        return serve(args)
-    if args.command == "promote":
-        return promote(args)
-    if args.command == "rollback":
-        return rollback(args)
-    raise AssertionError(args.command)
+    commands = {"ingest": ingest, "demo": demo, "train": train, "evaluate": evaluate, "predict": predict,
+                "run": run_pipeline, "serve": serve, "promote": promote, "rollback": rollback}
+    return commands[args.command](args)
 
 
 def _fractions(text: str) -> dict[str, float]:

@@ -83,8 +83,7 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def validation_weights(member_probs: np.ndarray, labels: np.ndarray, positive: int) -> list[float]:
     """Each member weighted by how far its validation AUC is above chance (equal if none is)."""
-    skill = np.array([max(metrics.compute(p, labels, positive, with_ece=False)["auc"] - 0.5, 0.0)
-                      for p in member_probs])
+    skill = np.array([max(metrics.auc(p, labels, positive) - 0.5, 0.0) for p in member_probs])
     skill = np.nan_to_num(skill)
     return (skill / skill.sum()).tolist() if skill.sum() > 0 else [1.0 / len(member_probs)] * len(member_probs)
 
@@ -132,7 +131,7 @@ def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positi
         if name == "weighted":
             spec.weights = validation_weights(member_probs, labels, positive)
         candidates[name] = (spec, combine(member_probs, spec))
-    scores = {name: metrics.compute(p, labels, positive, with_ece=False)["auc"] for name, (_, p) in candidates.items()}
+    scores = {name: metrics.auc(p, labels, positive) for name, (_, p) in candidates.items()}
     best = max(candidates, key=lambda name: (np.nan_to_num(scores[name], nan=-1.0), -COMBINERS.index(name)))
     spec, val_probs = candidates[best]
     spec.positive = positive

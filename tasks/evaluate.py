@@ -76,13 +76,12 @@ def evaluate(info: RunInfo, config: RunConfig, lineage: dict) -> dict:
         "lineage_text": json.dumps({k: v for k, v in lineage.items() if k != "packages"}, indent=2, default=str),
     }
     test = splits["test"]
-    plots = _plots(doc, probs, test, weights["test"], positive, model, lineage)
+    plots = _plots(doc, probs, test, weights["test"], positive, model)
     write_report(info.run, doc, plots)
     return doc
 
 
-def _plots(doc: dict, probs: dict, test: Split, weights: np.ndarray, positive: int, model: EnsembleModel,
-           lineage: dict) -> dict[str, bytes]:
+def _plots(doc: dict, probs: dict, test: Split, weights: np.ndarray, positive: int, model: EnsembleModel) -> dict[str, bytes]:
     ens_test = probs[(ENSEMBLE, "test")]
     plots = {}
     if ens_test.shape[1] == 2:

@@ -51,7 +51,8 @@ def operating_point(probs: np.ndarray, labels: np.ndarray, positive: int) -> flo
     return (upper + lower) / 2
 
 
-def _auc(probs: np.ndarray, labels: np.ndarray, positive: int, weight: np.ndarray | None) -> float:
+def auc(probs: np.ndarray, labels: np.ndarray, positive: int, weight: np.ndarray | None = None) -> float:
+    """ROC AUC of the positive class (binary) or one-vs-rest macro; NaN when a class is missing."""
     if len(np.unique(labels[weight > 0] if weight is not None else labels)) < probs.shape[1]:
         return float("nan")
     if probs.shape[1] == 2:
@@ -97,7 +98,7 @@ def compute(probs: np.ndarray, labels: np.ndarray, positive: int, threshold: flo
     """Every metric at 0.5 (``*_at_0.5``) and at ``threshold`` (``*_at_op``), plus AUC, Brier, ECE
     and the confusion matrix at the operating point."""
     n = probs.shape[1]
-    out: dict = {"auc": _auc(probs, labels, positive, weight), "brier": _brier(probs, labels, positive, weight)}
+    out: dict = {"auc": auc(probs, labels, positive, weight), "brier": _brier(probs, labels, positive, weight)}
     if with_ece:
         out["ece"] = _ece(probs, labels, positive)
     for name, t in (("0.5", 0.5), ("op", threshold if threshold is not None else 0.5)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ import medflow
 from tasks import storage
 from tasks.ensemble import EnsembleSpec, combine
 from tasks.models import build_model
-from tasks.train_loop import PIXEL_MEAN, PIXEL_STD
+from tasks.train_loop import PIXEL_MEAN, PIXEL_STD, network_input
 
 MODEL_FILE = "model.json"
 FORMAT = 1
@@ -101,8 +102,7 @@ class EnsembleModel:
 
     def _tensor(self, images: np.ndarray) -> torch.Tensor:
         p = self.card.preprocessing
-        x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
-        return ((x - p.pixel_mean) / p.pixel_std).unsqueeze(1)
+        return network_input(images, p.pixel_mean, p.pixel_std).unsqueeze(1)
 
     @torch.no_grad()
     def member_probs(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -120,6 +120,11 @@ class EnsembleModel:
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """The ensemble's images x classes probabilities."""
         return combine(self.member_probs(images), self.card.ensemble)
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 UTC timestamp, for lineage and registry records."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def code_version() -> str:

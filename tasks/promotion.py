@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks import registry, runs, storage
+from tasks import model_store, registry, runs, storage
 from tasks.model_store import EnsembleModel
 from tasks.registry import Pointer, RegistryError
 from tasks.train_ray import load_split
@@ -33,7 +33,7 @@ def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0,
         if not evidence["promote"]:
             return None
         return Pointer(seq=0, task=task, model=model_uri, action="manual" if force else "promote",
-                       decided_at=registry.now(), replaces=current.seq if current else None, evidence=dict(decision))
+                       decided_at=model_store.utc_now(), replaces=current.seq if current else None, evidence=dict(decision))
 
     after = registry.publish(registry_uri, task, decide)
     decision["champion_after"] = after.model if after else None
@@ -50,7 +50,7 @@ def rollback(registry_uri: str, task: str) -> Pointer:
         if current is None or current.replaces is None:
             raise RegistryError(f"task {task!r} has no earlier champion to roll back to")
         target = entries.get(current.replaces) or {p.seq: p for p in registry.history(registry_uri, task)}[current.replaces]
-        return Pointer(seq=0, task=task, model=target.model, action="rollback", decided_at=registry.now(),
+        return Pointer(seq=0, task=task, model=target.model, action="rollback", decided_at=model_store.utc_now(),
                        replaces=target.replaces, evidence={"rolled_back_from": current.model})
 
     return registry.publish(registry_uri, task, decide)

@@ -12,12 +12,10 @@ challenger is promoted only when the CI's lower bound is above ``margin``.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import numpy as np
 from pydantic import BaseModel
-from sklearn.metrics import roc_auc_score
 
 from tasks import metrics, model_store, storage
 from tasks.model_store import EnsembleModel
@@ -78,10 +76,6 @@ def publish(registry: str, task: str, decide: Callable[[Pointer | None], Pointer
     raise RuntimeError(f"registry {registry}/{task}: could not publish after {ATTEMPTS} concurrent attempts")
 
 
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def resolve_model(uri: str, registry: str | None = None) -> str:
     """A model URI, or ``champion:<task>`` resolved through the registry."""
     if not uri.startswith(CHAMPION_PREFIX):
@@ -103,9 +97,7 @@ def paired_auc_gate(challenger: EnsembleModel, incumbent: EnsembleModel, images:
     new, old = challenger.predict_proba(images), incumbent.predict_proba(images)
 
     def auc(probs: np.ndarray, weight: np.ndarray | None = None) -> float:
-        if probs.shape[1] == 2:
-            return float(roc_auc_score(labels == positive, probs[:, positive], sample_weight=weight))
-        return float(roc_auc_score(labels, probs, multi_class="ovr", sample_weight=weight))
+        return metrics.auc(probs, labels, positive, weight)
 
     deltas = []
     for w in metrics.patient_weights(patients, resamples, seed):

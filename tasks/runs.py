@@ -4,8 +4,6 @@ with the same run URI resumes it; a different version or config needs a new run 
 
 from __future__ import annotations
 
-import time
-
 from pydantic import BaseModel
 
 from tasks import dataset, model_store, storage
@@ -55,7 +53,7 @@ def prepare(run_uri: str, dataset_uri: str, version: int | None, config: RunConf
         "dataset": dataset_uri, "dataset_version": version, "classes": classes, "image_size": info.image_size,
         "config": config.model_dump(mode="json"), "seeds": {p.name: p.seed for p in config.plans()},
         "code_version": model_store.code_version(), "packages": model_store.package_versions(),
-        "prefect_flow_run_id": flow_run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "prefect_flow_run_id": flow_run_id, "started": model_store.utc_now(),
     }
     model_store.write_json(storage.join(run_uri, CONFIG_FILE), config.model_dump(mode="json"))
     model_store.write_json(lineage_uri, lineage)
@@ -82,6 +80,6 @@ def publish_model(info: RunInfo, config: RunConfig, records: list[dict]) -> Mode
     model_store.save_card(storage.join(info.run, "model"), card)
     lineage_uri = storage.join(info.run, LINEAGE_FILE)
     lineage = model_store.read_json(lineage_uri)
-    lineage["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    lineage["finished"] = model_store.utc_now()
     model_store.write_json(storage.join(info.run, "model", LINEAGE_FILE), lineage)
     return card

@@ -107,11 +107,16 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         fs.pipe_file(strip_protocol(uri), data)
         return
     path = local_path(uri)
+    os.replace(_temporary_sibling(path, data), path)
+
+
+def _temporary_sibling(path: str, data: bytes) -> str:
+    """``data`` written completely to a uniquely named file beside ``path`` (folders created); its path."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     with open(tmp, "wb") as f:
         f.write(data)
-    os.replace(tmp, path)
+    return tmp
 
 
 def create_exclusive(uri: str, data: bytes) -> bool:
@@ -131,10 +136,7 @@ def create_exclusive(uri: str, data: bytes) -> bool:
             raise
         return True
     path = local_path(uri)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(tmp, "wb") as f:
-        f.write(data)
+    tmp = _temporary_sibling(path, data)
     try:
         os.link(tmp, path)
     except FileExistsError:

@@ -35,6 +35,11 @@ class TrainConfig(BaseModel):
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
 
 
+def network_input(pixels: np.ndarray, mean: float = PIXEL_MEAN, std: float = PIXEL_STD) -> torch.Tensor:
+    """uint8 display pixels (any shape) -> float tensor scaled to [0, 1], then standardised."""
+    return (torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255.0) - mean) / std
+
+
 class PixelDataset(Dataset):
     """uint8 N x H x W images and integer labels -> normalised float tensors (augmented if given)."""
 
@@ -48,8 +53,7 @@ class PixelDataset(Dataset):
         image = self.images[i]
         if self.augment is not None:
             image = self.augment(image)
-        x = (torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0) - PIXEL_MEAN) / PIXEL_STD
-        return x.unsqueeze(0), int(self.labels[i])
+        return network_input(image).unsqueeze(0), int(self.labels[i])
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:

@@ -59,11 +59,6 @@ def load_split(uri: str, split: str, classes: list[str], version: int | None = N
     return Split(images, labels, np.array(table.column("patient_key").to_pylist(), dtype=object))
 
 
-def dataset_classes(uri: str, version: int | None = None) -> list[str]:
-    """The sorted class names of a dataset version."""
-    return sorted(set(dataset.read_version(uri, version, columns=["label"]).column("label").to_pylist()))
-
-
 class RayDistributed(Distributed):
     """DDP through Ray Train: model wrapped, loaders sharded, predictions gathered from every worker."""
 

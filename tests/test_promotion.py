@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tasks import registry, storage
+from tasks import model_store, registry, storage
 from tasks.model_store import EnsembleModel, Member, ModelCard, Preprocessing
 from tasks.registry import Pointer
 
@@ -52,7 +52,7 @@ def test_gate_margin_is_applied():
 
 
 def _pointer(model_uri: str, current: Pointer | None) -> Pointer:
-    return Pointer(seq=0, task="chest", model=model_uri, action="promote", decided_at=registry.now(),
+    return Pointer(seq=0, task="chest", model=model_uri, action="promote", decided_at=model_store.utc_now(),
                    replaces=current.seq if current else None)
 
 
