@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
-from tasks import dataset, deid
+from tasks import dataset, deid, fingerprints
 from tasks.dicom import Limits
 from tasks.ingest import KnownDigests
 from tasks.labels import Plan, plan
@@ -38,7 +38,8 @@ class IngestParams(BaseModel):
     allow_split_leakage: bool = Field(False, description="accept CSV splits that put one patient in two splits")
     max_pixels: int = Field(Limits.max_pixels, description="refuse images with more Rows x Columns")
     max_file_bytes: int = Field(Limits.max_file_bytes, description="refuse larger files unread")
-
+    rehash: bool = Field(False, description="read and hash every file, even one whose size and timestamps "
+                                            "are unchanged since an earlier ingest")
 
     @model_validator(mode="after")
     def rejects_outside_dataset(self) -> IngestParams:
@@ -57,12 +58,32 @@ def read_dataset_index(uri: str):
     return dataset.read_index(uri)
 
 
+@task(**IO_RETRIES, **QUIET)
+def read_fingerprints(params: IngestParams) -> dict[str, str]:
+    return {} if params.rehash else fingerprints.load(params.dataset)
+
+
 @task(**QUIET)
-def decode_on_ray(params: IngestParams, work: Plan, index) -> Decoded:
+def decode_on_ray(params: IngestParams, work: Plan, index, cache: dict[str, str]) -> Decoded:
+    """Decode what is new; files unchanged since an earlier ingest (by fingerprint) are not read."""
     limits = Limits(max_file_bytes=params.max_file_bytes, max_pixels=params.max_pixels)
     known = KnownDigests(index.column("source_sha256").to_pylist())
+    key = deid.load_pseudonym_key()
+    to_read, unchanged = fingerprints.split_unchanged(work.items, cache, known, key)
     with tqdm(total=len(work.items), unit="file", desc="decoding", disable=not sys.stderr.isatty()) as bar:
-        return decode_all(params.source, work.items, known, deid.load_pseudonym_key(), params.image_size, limits, bar.update)
+        bar.update(len(work.items) - len(to_read))
+        decoded = decode_all(params.source, to_read, known, key, params.image_size, limits, bar.update)
+    decoded.results.append(unchanged)
+    decoded.tables.append(None)
+    decoded.not_read = len(unchanged.unchanged)
+    return decoded
+
+
+@task(**IO_RETRIES, **QUIET)
+def save_fingerprints(params: IngestParams, work: Plan, decoded: Decoded, cache: dict[str, str]) -> None:
+    merged = fingerprints.updated(cache, work.items, decoded.results, deid.load_pseudonym_key())
+    if merged != cache:
+        fingerprints.save(params.dataset, merged)
 
 
 @task(**QUIET)
@@ -84,13 +105,14 @@ def save_rejects(params: IngestParams, work: Plan, outcome: Outcome) -> None:
     write_rejects(params.rejects, rows)
 
 
-def summarize(work: Plan, outcome: Outcome) -> dict:
+def summarize(work: Plan, decoded: Decoded, outcome: Outcome) -> dict:
     """Counts only: no paths, no identifiers."""
     reasons = Counter(r for _, r, _ in work.rejects) + Counter(r for _, r, _ in outcome.rejects)
     return {
         "inputs": len(work.items) + len(work.rejects),
         "added": len(outcome.keep),
         "unchanged": outcome.unchanged,
+        "unchanged_not_read": decoded.not_read,
         "relabelled_not_applied": outcome.relabelled,
         "rejected": sum(reasons.values()),
         "rejected_by_reason": dict(sorted(reasons.items())),
@@ -106,11 +128,13 @@ def ingest_flow(params: IngestParams) -> dict:
     index = read_dataset_index(params.dataset)
     logger.info("%d labelled files to consider, %d refused before decoding", len(work.items), len(work.rejects))
     # quote(): large values pass between tasks as they are, without Prefect walking every element
-    decoded = decode_on_ray(params, quote(work), quote(index))
+    cache = read_fingerprints(params)
+    decoded = decode_on_ray(params, quote(work), quote(index), quote(cache))
     outcome = decide_outcomes(params, quote(work), quote(decoded), quote(index))
-    summary = summarize(work, outcome)
+    summary = summarize(work, decoded, outcome)
     summary["version"] = publish(params, quote(decoded), quote(outcome), summary, dataset.index_version(index))
     save_rejects(params, quote(work), quote(outcome))
+    save_fingerprints(params, quote(work), quote(decoded), quote(cache))
     if summary["version"] is None:
         summary["version"] = dataset.latest_version(params.dataset)
     summary["audit"] = audit_task(params.dataset)
@@ -131,7 +155,7 @@ def audit_task(uri: str) -> dict:
 
 def summary_markdown(summary: dict) -> str:
     lines = ["# Ingest", "", "| | |", "|---|---|"]
-    for name in ("version", "inputs", "added", "unchanged", "rejected"):
+    for name in ("version", "inputs", "added", "unchanged", "unchanged_not_read", "rejected"):
         lines.append(f"| {name} | {summary.get(name)} |")
     lines += ["", "## Refused, by reason", "", "| reason | files |", "|---|---|"]
     lines += [f"| {r} | {n} |" for r, n in summary["rejected_by_reason"].items()]

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--split-fractions", default="0.7,0.15,0.15", help="train,val,test fractions")
     ingest.add_argument("--allow-split-leakage", action="store_true",
                         help="accept CSV splits that put one patient in two splits")
+    ingest.add_argument("--rehash", action="store_true",
+                        help="read and hash every file, even those whose size and timestamps are unchanged")
 
     train = sub.add_parser("train", help="train an ensemble on Ray Train from a dataset version")
     train.add_argument("--dataset", required=True, help="dataset URI (path or s3://)")

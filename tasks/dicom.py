@@ -9,14 +9,21 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import pydicom
+import pydicom.config
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.pixels.decoders.base import get_decoder
+
+# pydicom's value-validation warnings may quote header values (names, IDs) into logs, and cost time;
+# the checks that matter are made below, and their messages name tags only.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 # Stable reason codes written to the rejects CSV.
 REASONS: dict[str, str] = {
@@ -144,16 +151,16 @@ class ImageHeader:
 
     @classmethod
     def of(cls, ds: Dataset) -> ImageHeader:
-        for keyword, tag in (("Rows", "(0028,0010)"), ("Columns", "(0028,0011)"), ("BitsAllocated", "(0028,0100)")):
-            value = ds.get(keyword)
+        rows, columns, bits = ds.get("Rows"), ds.get("Columns"), ds.get("BitsAllocated")
+        for value, keyword, tag in ((rows, "Rows", "(0028,0010)"), (columns, "Columns", "(0028,0011)"),
+                                    (bits, "BitsAllocated", "(0028,0100)")):
             if not isinstance(value, int) or value <= 0:
                 raise Rejection("invalid_header", f"{tag} {keyword} must be a positive integer")
-        bits = int(ds.BitsAllocated)
         bits_stored = ds.get("BitsStored", bits)
         if bits not in (1, 8, 16, 32) or not isinstance(bits_stored, int) or not 1 <= bits_stored <= bits:
             raise Rejection("invalid_header", "(0028,0101) Bits Stored must be 1..(0028,0100) Bits Allocated of 8/16/32")
         return cls(
-            rows=int(ds.Rows), columns=int(ds.Columns), bits_allocated=bits, bits_stored=int(bits_stored),
+            rows=int(rows), columns=int(columns), bits_allocated=int(bits), bits_stored=int(bits_stored),
             signed=int(ds.get("PixelRepresentation", 0) or 0) == 1,
             samples=int(ds.get("SamplesPerPixel", 1) or 1), frames=int(ds.get("NumberOfFrames", 1) or 1),
             photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper(),
@@ -255,7 +262,7 @@ def widen_8bit_voi_lut(ds: Dataset) -> None:
             ds.VOILUTSequence[0].LUTDescriptor = [descriptor[0], descriptor[1], 16]
 
 
-def display_pixels(ds: Dataset, stored: np.ndarray) -> np.ndarray:
+def display_pixels(ds: Dataset, stored: np.ndarray, photometric: str | None = None) -> np.ndarray:
     """Modality LUT, then VOI LUT or first window, to 8 bits, then MONOCHROME1 inverted.
 
     Without a VOI LUT or window: 8-bit unsigned data without rescale is shown as stored;
@@ -265,7 +272,7 @@ def display_pixels(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     """
     fast = _linear_display(ds, stored)
     display = fast if fast is not None else _lut_display(ds, stored)
-    if str(ds.PhotometricInterpretation).strip().upper() == "MONOCHROME1":
+    if (photometric or str(ds.PhotometricInterpretation).strip().upper()) == "MONOCHROME1":
         display = 255 - display
     return display
 
@@ -290,10 +297,16 @@ def _lut_display(ds: Dataset, stored: np.ndarray) -> np.ndarray:
 
 
 def _first(ds: Dataset, keyword: str) -> float | None:
-    element = ds.get(keyword)
+    """First value of a numeric string element (DS/IS). Read from the raw text while pydicom has
+    not converted it yet: its conversion costs more than the whole window arithmetic."""
+    element = ds.get_item(keyword)
     if element is None:
         return None
-    value = element[0] if isinstance(element, pydicom.multival.MultiValue) else element
+    if isinstance(element, RawDataElement) and element.VR in (None, "DS", "IS") and isinstance(element.value, bytes):
+        text = element.value.split(b"\\", 1)[0].strip(b" \x00")
+        return float(text) if text else None
+    value = ds[keyword].value
+    value = value[0] if isinstance(value, pydicom.multival.MultiValue) else value
     return None if value is None or value == "" else float(value)
 
 
@@ -313,14 +326,17 @@ def _linear_display(ds: Dataset, stored: np.ndarray) -> np.ndarray | None:
     check_window(ds)
     if width == 1 and function == "LINEAR":
         return None  # a step function: pydicom's path handles the degenerate width
-    values = stored.astype(np.float64)
-    if slope is not None and intercept is not None:
-        values = values * slope + intercept
+    if slope is None or intercept is None:
+        slope, intercept = 1.0, 0.0
     if function == "LINEAR":
-        fraction = (values - (center - 0.5)) / (width - 1) + 0.5
+        low, span = center - 0.5 - (width - 1) / 2, width - 1
     else:
-        fraction = (values - center) / width + 0.5
-    return np.rint(np.clip(fraction, 0, 1) * 255).astype(np.uint8)
+        low, span = center - width / 2, width
+    # 255 * clip((stored * slope + intercept - low) / span, 0, 1) as one affine map, in place
+    values = stored * (255 * slope / span)
+    values += 255 * (intercept - low) / span
+    np.clip(values, 0, 255, out=values)
+    return np.rint(values, out=values).astype(np.uint8)
 
 
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:
@@ -339,17 +355,23 @@ def letterbox(image: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def decode(data: bytes, image_size: int, limits: Limits = Limits()) -> tuple[Dataset, np.ndarray]:
-    """Bytes of one file -> (dataset, ``image_size`` x ``image_size`` uint8 display image)."""
+class DecodedImage(NamedTuple):
+    dataset: Dataset
+    pixels: np.ndarray  # image_size x image_size uint8 display image
+    header: ImageHeader
+
+
+def decode(data: bytes, image_size: int, limits: Limits = Limits()) -> DecodedImage:
+    """Bytes of one file -> its dataset, display image (``image_size`` square) and image attributes."""
     ds = parse(data)
     header = validate(ds, limits)
     stored = stored_pixels(ds, header)
     if stored.ndim != 2:
         raise Rejection("invalid_header", f"decoded pixel array has shape {stored.shape}, expected 2-D")
     try:
-        display = display_pixels(ds, stored)
+        display = display_pixels(ds, stored, header.photometric)
     except Rejection:
         raise
     except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
         raise Rejection("invalid_header", f"(0028,xxxx) LUT/window attributes unusable ({type(exc).__name__})") from None
-    return ds, letterbox(display, image_size)
+    return DecodedImage(ds, letterbox(display, image_size), header)

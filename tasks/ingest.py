@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from tasks import deid, storage
-from tasks.dicom import Limits, Rejection, decode, transfer_syntax
+from tasks.dicom import Limits, Rejection, decode
 from tasks.labels import Item
 
 READ_ATTEMPTS = 3
@@ -88,7 +88,7 @@ def read_source(uri: str, size: int, limits: Limits) -> bytes:
 
 def image_row(data: bytes, sha: str, label: str, key: bytes, image_size: int, limits: Limits) -> dict:
     """Decode one file into a dataset row (allowlisted fields only)."""
-    ds, pixels = decode(data, image_size, limits)
+    ds, pixels, header = decode(data, image_size, limits)
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     patient_id = str(ds.get("PatientID", "") or "")
     image_key = deid.pseudonym(key, "image", sop_uid or f"sha:{sha}")
@@ -103,11 +103,11 @@ def image_row(data: bytes, sha: str, label: str, key: bytes, image_size: int, li
         "source_sha256": sha,
         "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
         "modality": deid.safe_modality(ds.get("Modality")),
-        "photometric_interpretation": deid.safe_photometric(ds.get("PhotometricInterpretation")),
-        "bits_stored": int(ds.get("BitsStored", 0) or 0),
-        "original_height": int(ds.Rows),
-        "original_width": int(ds.Columns),
-        "transfer_syntax": deid.safe_transfer_syntax(transfer_syntax(ds)),
+        "photometric_interpretation": deid.safe_photometric(header.photometric),
+        "bits_stored": header.bits_stored,
+        "original_height": header.rows,
+        "original_width": header.columns,
+        "transfer_syntax": deid.safe_transfer_syntax(header.syntax),
     }
 
 
@@ -138,5 +138,6 @@ def process_batch(
         except Exception as exc:  # a decoder bug must not stop the run; the type name carries no PHI
             result.rejects.append((item.index, "internal_error", type(exc).__name__))
     if rows:
-        result.table = pa.Table.from_pylist(rows, schema=STAGED_SCHEMA)
+        result.table = pa.Table.from_pydict({name: [row[name] for row in rows] for name in STAGED_SCHEMA.names},
+                                            schema=STAGED_SCHEMA)  # columnar: several times faster than from_pylist
     return result

@@ -9,7 +9,7 @@ import csv
 import io
 import os
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tasks import storage
 
@@ -29,6 +29,7 @@ class Item:
     label: str
     split: str | None  # from the CSV, None when medflow assigns it
     size: int
+    stamp: str = ""  # from the listing: changes whenever the file may have (see storage.Listed)
 
 
 @dataclass
@@ -89,7 +90,7 @@ class PathGuard:
 def plan(source: str, labels_uri: str) -> Plan:
     """Match CSV rows to source files; every file and row gets exactly one outcome."""
     rows = read_labels(labels_uri)
-    listing = dict(storage.list_files(source))
+    listing = {entry.path: entry for entry in storage.list_files(source)}
     labels_rel = _relative_to(source, labels_uri)
     result = Plan()
     guard = PathGuard(source)
@@ -119,7 +120,7 @@ def plan(source: str, labels_uri: str) -> Plan:
         if rel not in listing:
             result.rejects.append((rel, "missing_file", "no such file in the source"))
             continue
-        result.items.append(Item(len(result.items), rel, label, split, listing[rel]))
+        result.items.append(Item(len(result.items), rel, label, split, listing[rel].size, listing[rel].stamp))
     for rel in sorted(set(listing) - mentioned - {labels_rel}):
         result.rejects.append((rel, "unlabeled", "no row in the labels CSV"))
     _drop_conflicting(result)
@@ -131,7 +132,7 @@ def _drop_conflicting(result: Plan) -> None:
     conflicting = {path for path, reason, _ in result.rejects if reason == "conflicting_labels"}
     if conflicting:
         kept = [item for item in result.items if item.path not in conflicting]
-        result.items = [Item(i, it.path, it.label, it.split, it.size) for i, it in enumerate(kept)]
+        result.items = [replace(item, index=i) for i, item in enumerate(kept)]
 
 
 def _relative_to(source: str, uri: str) -> str | None:

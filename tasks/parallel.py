@@ -57,7 +57,8 @@ class Decoded:
     """Per-batch facts on the driver, pixel tables as object references."""
 
     results: list[BatchResult] = field(default_factory=list)
-    tables: list[ray.ObjectRef] = field(default_factory=list)
+    tables: list[ray.ObjectRef | None] = field(default_factory=list)  # None: a result without rows
+    not_read: int = 0  # files known unchanged by their fingerprint, not read at all
 
 
 def batch_size_for(n_items: int, workers: int, largest: int = 256, smallest: int = 8) -> int:
@@ -75,6 +76,8 @@ def decode_all(
     on_progress: Callable[[int], None] | None = None,
 ) -> Decoded:
     """Decode every item on Ray; a batch whose worker crashes is redone one file per task."""
+    if not items:
+        return Decoded()
     ensure_ray()
     workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
     size = batch_size_for(len(items), workers)

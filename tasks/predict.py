@@ -27,14 +27,13 @@ def decode_file(source: str, rel: str, size: int, image_size: int, guard: PathGu
     why = guard.reason(rel)
     if why:
         raise Rejection("path_outside_source", why)
-    _, image = decode(read_source(storage.join(source, *rel.split("/")), size, limits), image_size, limits)
-    return image
+    return decode(read_source(storage.join(source, *rel.split("/")), size, limits), image_size, limits).pixels
 
 
 def _batches(source: str, image_size: int, limits: Limits) -> Iterator[list[tuple[str, np.ndarray | None, str]]]:
     guard = PathGuard(source)
     batch: list[tuple[str, np.ndarray | None, str]] = []
-    for rel, size in sorted(storage.list_files(source)):
+    for rel, size, _ in sorted(storage.list_files(source)):
         try:
             batch.append((rel, decode_file(source, rel, size, image_size, guard, limits), ""))
         except Rejection as rej:

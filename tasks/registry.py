@@ -52,7 +52,7 @@ def history(registry: str, task: str) -> list[Pointer]:
     folder = _pointers(registry, task)
     if not storage.exists(folder):
         return []
-    names = sorted(rel for rel, _ in storage.list_files(folder) if rel.endswith(".json") and "/" not in rel)
+    names = sorted(rel for rel, *_ in storage.list_files(folder) if rel.endswith(".json") and "/" not in rel)
     return [Pointer.model_validate_json(storage.read_bytes(storage.join(folder, name))) for name in names]
 
 

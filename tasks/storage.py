@@ -10,6 +10,7 @@ import os
 import posixpath
 import uuid
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -59,11 +60,18 @@ def strip_protocol(uri: str) -> str:
     return uri.split("://", 1)[1] if is_remote(uri) else local_path(uri)
 
 
-def list_files(root: str) -> Iterator[tuple[str, int]]:
-    """Every regular file below ``root`` as (path relative to root, '/'-separated; size).
+class Listed(NamedTuple):
+    """One file of a listing: path relative to the root ('/'-separated), size in bytes, and a
+    stamp that changes whenever the file may have (local: size, mtime, ctime, inode; S3: size,
+    ETag, LastModified)."""
 
-    Local symlinks are listed but never followed into directories.
-    """
+    path: str
+    size: int
+    stamp: str
+
+
+def list_files(root: str) -> Iterator[Listed]:
+    """Every regular file below ``root``. Local symlinks are listed but never followed into directories."""
     if not is_remote(root):
         base = local_path(root)
         for dirpath, _dirs, files in os.walk(base):
@@ -71,16 +79,18 @@ def list_files(root: str) -> Iterator[tuple[str, int]]:
                 full = os.path.join(dirpath, name)
                 rel = os.path.relpath(full, base).replace(os.sep, "/")
                 try:
-                    size = os.lstat(full).st_size
+                    st = os.lstat(full)
                 except OSError:
-                    size = -1
-                yield rel, size
+                    yield Listed(rel, -1, "")
+                    continue
+                yield Listed(rel, st.st_size, f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}")
         return
     fs = filesystem(root)
     base = strip_protocol(root).rstrip("/")
     for path, info in fs.find(base, detail=True).items():
         if info.get("type") == "file":
-            yield path[len(base) + 1 :], int(info.get("size") or 0)
+            size = int(info.get("size") or 0)
+            yield Listed(path[len(base) + 1 :], size, f"{size}:{info.get('ETag', '')}:{info.get('LastModified', '')}")
 
 
 def read_bytes(uri: str, limit: int | None = None) -> bytes:

@@ -55,7 +55,7 @@ class TestDecodeEncodings:
         np.testing.assert_array_equal(decode(open(get_testdata_file(name), "rb").read(), 64)[1], reference)
 
     def test_jpeg_extended_12bit_decodes(self):
-        _, out = decode(open(get_testdata_file("JPGExtended.dcm"), "rb").read(), 64)
+        out = decode(open(get_testdata_file("JPGExtended.dcm"), "rb").read(), 64).pixels
         assert out.shape == (64, 64) and out.max() > out.min()
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 
+import pydicom
 import pytest
 
 import tasks.dataset
 from flows.ingest import IngestParams, ingest_flow
-from tasks import dataset
+from tasks import dataset, fingerprints
 from tests.conftest import run_together
 from tests.corpora import good_corpus, read_csv
 
@@ -31,13 +32,42 @@ def corpus(tmp_path):
     return tmp_path / "source", labels
 
 
-def test_unchanged_rerun_adds_nothing(tmp_path, corpus, ray_local):
+def test_unchanged_rerun_adds_nothing_and_reads_no_file(tmp_path, corpus, ray_local):
     params = params_for(tmp_path, *corpus)
     first = ingest_flow(params)
     second = ingest_flow(params)
-    assert first["added"] == 12 and first["version"] == 0
+    assert first["added"] == 12 and first["version"] == 0 and first["unchanged_not_read"] == 0
     assert second["added"] == 0 and second["unchanged"] == 12 and second["version"] == 0
+    assert second["unchanged_not_read"] == 12  # known by fingerprint: not even opened
     assert dataset.latest_version(params.dataset) == 0
+    rehashed = ingest_flow(params.model_copy(update={"rehash": True}))
+    assert rehashed["unchanged"] == 12 and rehashed["unchanged_not_read"] == 0
+
+
+def test_a_file_rewritten_with_same_size_and_mtime_is_read_again(tmp_path, corpus, ray_local):
+    source, labels = corpus
+    params = params_for(tmp_path, source, labels)
+    ingest_flow(params)
+    target = next(source / r["path"] for r in read_csv(labels)  # an uncompressed one: any byte is a pixel
+                  if not pydicom.dcmread(source / r["path"]).file_meta.TransferSyntaxUID.is_compressed)
+    stat = os.stat(target)
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF  # one pixel changed, same size
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # modification time put back
+    summary = ingest_flow(params)
+    assert summary["unchanged_not_read"] == 11 and summary["unchanged"] == 11
+    assert summary["rejected_by_reason"] == {"duplicate_sop_instance_uid": 1}  # same UID, other pixels: caught
+
+
+def test_a_damaged_fingerprint_cache_is_only_a_miss(tmp_path, corpus, ray_local):
+    params = params_for(tmp_path, *corpus)
+    ingest_flow(params)
+    with open(fingerprints.cache_uri(params.dataset), "wb") as f:
+        f.write(b"not parquet")
+    summary = ingest_flow(params)
+    assert summary["unchanged"] == 12 and summary["unchanged_not_read"] == 0 and summary["added"] == 0
+    assert ingest_flow(params)["unchanged_not_read"] == 12  # rewritten by the run before
 
 
 def test_only_new_files_are_decoded_and_patients_keep_their_split(tmp_path, corpus, ray_local):

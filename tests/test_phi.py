@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 
 from flows.ingest import IngestParams, ingest_flow
 from medflow.cli import main
-from tasks import deid, synthetic
+from tasks import deid, fingerprints, synthetic
 from tests.corpora import good_corpus
 
 PLANTED_DATES = ("19700101", "20240229")
@@ -89,6 +89,7 @@ def test_nothing_identifying_reaches_dataset_logs_or_prefect(canary_run, caplog,
     assert main(["dataset", "export", params.dataset, "--out", export]) == 0
     assert main(["dataset", "info", params.dataset]) == 0
     out, err = capfd.readouterr()
+    assert os.path.exists(fingerprints.cache_uri(params.dataset))  # scanned below, like every other file
     written = text_of_tree(params.dataset) + text_of_tree(str(root / "export.parquet"))
     shown = asyncio.run(prefect_text(state.state_details.flow_run_id))
     logged = caplog.text + out + err

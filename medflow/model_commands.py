@@ -1,0 +1,159 @@
+"""The model commands: train, evaluate, predict, the whole pipeline, serving, promotion, the demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+
+from flows.evaluate import EvaluateParams, evaluate_flow
+from flows.ingest import IngestParams, ingest_flow
+from flows.pipeline import PipelineParams, config_digest, retrain_flow
+from flows.predict import PredictParams, predict_flow
+from flows.train import TrainParams, train_flow
+from medflow.commands import print_ingest_summary, start_services
+from tasks import dataset, deid, promotion, registry, report, storage
+from tasks.config import RunConfig, load_config
+from tasks.labels import read_labels
+from tasks.synthetic import write_corpus
+
+
+def train(args: argparse.Namespace) -> int:
+    config = load_config(args.config, {"members": args.members, "workers": args.workers, "train.epochs": args.epochs})
+    params = TrainParams(dataset=args.dataset, run=args.run, version=args.version, config=config)
+    if dataset.latest_version(params.dataset) is None:
+        raise ValueError(f"no dataset at {params.dataset}; run `medflow ingest` first")
+    start_services()
+    print_train_summary(train_flow(params))
+    return 0
+
+
+def print_train_summary(summary: dict) -> None:
+    print(f"run {summary['run']}: dataset v{summary['dataset_version']}, classes {summary['classes']}")
+    for m in summary["members"]:
+        print(f"  {m['name']} ({m['architecture']}, seed {m['seed']}): best validation AUC {m['best_val_auc']:.3f}, "
+              f"{m['epochs_run']} epochs")
+    print(f"  model written to {storage.join(summary['run'], 'model')}")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    params = EvaluateParams(run=args.run)
+    if not storage.exists(storage.join(params.run, "model", "model.json")):
+        raise FileNotFoundError(f"no trained model in {params.run}/model (run `medflow train` first)")
+    start_services()
+    print_evaluation(evaluate_flow(params))
+    return 0
+
+
+def print_evaluation(result: dict) -> None:
+    ens = result["ensemble"]
+    print(f"ensemble: {ens['combiner']}, temperature {ens['temperature']:.2f}, "
+          f"operating point {ens['threshold']:.3f} (fitted on validation)")
+    for split in ("test", "val"):
+        point, ci = result[split]["point"], result[split]["ci"]
+        print(f"  {split}: AUC {report.fmt(point['auc'], ci.get('auc'))}, "
+              f"accuracy {report.fmt(point['accuracy_at_op'], ci.get('accuracy_at_op'))}, "
+              f"sensitivity {report.fmt(point['sensitivity_at_op'], ci.get('sensitivity_at_op'))}, "
+              f"specificity {report.fmt(point['specificity_at_op'], ci.get('specificity_at_op'))}")
+    print(f"  report: {result['report']}")
+    print(f"  metrics: {result['metrics']}")
+
+
+def predict(args: argparse.Namespace) -> int:
+    params = PredictParams(model=registry.resolve_model(args.model, args.registry), source=args.source, out=args.out)
+    if not storage.exists(params.source):
+        raise ValueError(f"source not found: {params.source}")
+    from tasks.model_store import resolve
+
+    resolve(params.model)  # a missing model is a one-line error before any flow starts
+    start_services()
+    counts = predict_flow(params)
+    print(f"predictions written to {params.out}: {sum(counts['predicted'].values())} predicted {counts['predicted']}, "
+          f"{sum(counts['refused'].values())} refused {counts['refused']}")
+    return 0
+
+
+def load_pipeline_params(path: str, **overrides) -> PipelineParams:
+    import yaml
+
+    data = yaml.safe_load(storage.read_bytes(storage.normalize(path)))
+    if not isinstance(data, dict):
+        raise ValueError(f"pipeline config {path} must be a YAML mapping")
+    return PipelineParams.model_validate({**data, **{k: v for k, v in overrides.items() if v}})
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    params = load_pipeline_params(args.config, force_retrain=args.force_retrain)
+    deid.load_pseudonym_key()
+    read_labels(params.labels)
+    start_services()
+    result = retrain_flow(params)
+    print(f"dataset {params.dataset}: version {result['dataset_version']} (added {result['ingest']['added']})")
+    if result["run"] is None:
+        print("  this dataset version and config were trained and evaluated already: nothing retrained")
+        return 0
+    print(f"  run {result['run']}: test AUC {result['test_auc']:.3f}; report {result['report']}")
+    print_decision(result["promotion"])
+    return 0
+
+
+def print_decision(decision: dict) -> None:
+    print(f"  promotion ({decision['task']}): {'promoted' if decision['promoted'] else 'not promoted'} — {decision['reason']}")
+    print(f"  champion: {decision['champion_after']}")
+
+
+def serve(args: argparse.Namespace) -> int:
+    from prefect import serve as prefect_serve
+    from prefect.client.schemas.schedules import CronSchedule
+
+    params = load_pipeline_params(args.config)
+    deployment = retrain_flow.to_deployment(name="nightly-retrain", parameters={"params": params.model_dump(mode="json")},
+                                            schedule=CronSchedule(cron=args.cron, timezone=args.timezone))
+    print(f"serving nightly-retrain ({args.cron}, {args.timezone}); Ctrl-C stops")
+    prefect_serve(deployment)
+    return 0
+
+
+def promote(args: argparse.Namespace) -> int:
+    registry_uri = storage.normalize(args.registry) if args.registry else registry.default_registry()
+    run = storage.normalize(args.run)
+    if not storage.exists(storage.join(run, "metrics.json")):
+        raise FileNotFoundError(f"{run} has not been evaluated (run `medflow evaluate --run {run}` first)")
+    print_decision(promotion.promote_run(registry_uri, args.task, run, args.margin, force=args.force))
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    registry_uri = storage.normalize(args.registry) if args.registry else registry.default_registry()
+    pointer = promotion.rollback(registry_uri, args.task)
+    print(f"champion of {args.task!r} is {pointer.model} again (rolled back from {pointer.evidence['rolled_back_from']})")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    out = os.path.abspath(args.out)
+    source = os.path.join(out, "source")
+    if not os.environ.get(deid.KEY_ENV):
+        key_file = os.path.join(out, "pseudonym.key")
+        os.makedirs(out, exist_ok=True)
+        if not os.path.exists(key_file):
+            storage.write_bytes_atomic(key_file, secrets.token_urlsafe(32).encode())
+            os.chmod(key_file, 0o600)
+        os.environ[deid.KEY_ENV] = open(key_file).read().strip()
+        print(f"demo: no {deid.KEY_ENV} set; using a local demo key stored in {key_file}")
+    if not os.path.exists(os.path.join(source, "labels.csv")):
+        print(f"demo: writing a synthetic DICOM corpus to {source}")
+        write_corpus(source, n_patients=args.patients, images_per_patient=args.images_per_patient, contrast=0.08)
+    params = IngestParams(source=source, labels=os.path.join(source, "labels.csv"), image_size=64,
+                          dataset=os.path.join(out, "dataset"), rejects=os.path.join(out, "rejects.csv"))
+    start_services()
+    print_ingest_summary(ingest_flow(params), params)
+    config = RunConfig.model_validate({"members": 3, "train": {"epochs": args.epochs}, "evaluation": {"bootstrap_resamples": 1000}})
+    run = os.path.join(out, "runs", f"v{dataset.latest_version(params.dataset)}-{config_digest(config)}")
+    print_train_summary(train_flow(TrainParams(dataset=params.dataset, run=run, config=config)))
+    print_evaluation(evaluate_flow(EvaluateParams(run=run)))
+    return 0
+
+
+COMMANDS = {"demo": demo, "train": train, "evaluate": evaluate, "predict": predict, "run": run_pipeline,
+            "serve": serve, "promote": promote, "rollback": rollback}

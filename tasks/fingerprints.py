@@ -1,0 +1,75 @@
+"""Which source files are unchanged since an earlier ingest, known without reading them.
+
+A file's fingerprint is a keyed pseudonym (HMAC) of its path and listing stamp (size, modification
+and change times, inode; on S3 size, ETag and LastModified), so no path, date or size can be read
+from it. The cache maps fingerprints to the SHA-256 of the bytes read at that stamp. It lives beside
+the Delta log in ``DATASET/_medflow/source-fingerprints.parquet`` (Delta ignores ``_`` folders), is
+merged and rewritten after each ingest that publishes or confirms rows, and only ever saves work: a
+file whose fingerprint is missing, or whose hash is not in the dataset, is read and hashed as usual.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks import deid, storage
+from tasks.ingest import BatchResult, KnownDigests
+from tasks.labels import Item
+
+CACHE_PATH = ("_medflow", "source-fingerprints.parquet")
+_SCHEMA = pa.schema([("fingerprint", pa.string()), ("source_sha256", pa.string())])
+
+
+def fingerprint(key: bytes, item: Item) -> str:
+    return deid.pseudonym(key, "source-file", f"{item.path}\0{item.stamp}")
+
+
+def cache_uri(dataset_uri: str) -> str:
+    return storage.join(storage.normalize(dataset_uri), *CACHE_PATH)
+
+
+def load(dataset_uri: str) -> dict[str, str]:
+    """Fingerprint -> source SHA-256; empty when there is no cache or it cannot be read."""
+    try:
+        table = pq.read_table(io.BytesIO(storage.read_bytes(cache_uri(dataset_uri))))
+        return dict(zip(table.column("fingerprint").to_pylist(), table.column("source_sha256").to_pylist(), strict=True))
+    except (OSError, pa.ArrowException, KeyError):  # missing or damaged: a cache miss, never an error
+        return {}
+
+
+def save(dataset_uri: str, entries: dict[str, str]) -> None:
+    """Publish the cache atomically (the last of two concurrent ingests wins; both are correct)."""
+    table = pa.table({"fingerprint": list(entries), "source_sha256": list(entries.values())}, schema=_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    storage.write_bytes_atomic(cache_uri(dataset_uri), sink.getvalue().to_pybytes())
+
+
+def split_unchanged(items: list[Item], cache: dict[str, str], known: KnownDigests,
+                    key: bytes) -> tuple[list[Item], BatchResult]:
+    """The items still to read, and a result marking the others unchanged (their file's stamp
+    matches a cached one whose hash is already in the dataset)."""
+    to_read: list[Item] = []
+    unchanged = BatchResult(table=None)
+    for item in items:
+        sha = cache.get(fingerprint(key, item)) if cache else None
+        if sha is not None and sha in known:
+            unchanged.unchanged.append((item.index, sha))
+        else:
+            to_read.append(item)
+    return to_read, unchanged
+
+
+def updated(cache: dict[str, str], items: list[Item], results: Iterable[BatchResult], key: bytes) -> dict[str, str]:
+    """The cache with every file this run hashed (or found unchanged) added."""
+    sha_by_index: dict[int, str] = {}
+    for result in results:
+        sha_by_index.update(result.unchanged)
+        sha_by_index.update((idx, keys[2]) for idx, keys in zip(result.index, result.keys, strict=True))
+    merged = dict(cache)
+    merged.update((fingerprint(key, item), sha_by_index[item.index]) for item in items if item.index in sha_by_index)
+    return merged
