@@ -25,17 +25,33 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.pneumonia import DEFAULT_DATA, load, write_corpus, write_labels  # noqa: E402
+
+
+class PixelDataset(Dataset):
+    """In-memory uint8 images -> normalised tensors, augmented when given an augmenter."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, augment=None) -> None:
+        self.images, self.labels, self.augment = images, labels, augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from tasks.samples import network_input
+
+        image = self.augment(self.images[i]) if self.augment is not None else self.images[i]
+        return network_input(image).unsqueeze(0), int(self.labels[i])
 
 
 def plain_epochs(config, train, val, epochs: int, threads: int) -> list[float]:
     """The simplest single-process loop doing the same work; returns each epoch's start time."""
     from tasks.augment import Augmenter
     from tasks.models import build_model
-    from tasks.train_loop import PixelDataset, class_weights
+    from tasks.train_loop import class_weights
 
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
@@ -110,18 +126,17 @@ def compare(args: argparse.Namespace) -> None:
 
 def throughput(args: argparse.Namespace) -> None:
     """Images/s of train_epoch with the project's dataset, augmentation and loader; no Ray."""
-    from tasks.augment import AugmentConfig, Augmenter
+    from tasks.augment import AugmentConfig
     from tasks.models import build_model
-    from tasks.train_loop import PixelDataset, train_epoch
+    from tasks.samples import InMemory, Share
+    from tasks.train_loop import train_epoch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     n = args.batch * args.steps
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, args.size, args.size), dtype=np.uint8)
-    labels = rng.integers(0, 2, n)
-    dataset = PixelDataset(images, labels, Augmenter(AugmentConfig(), args.size, 0))
-    loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.loader_workers,
-                        pin_memory=device.type == "cuda", persistent_workers=args.loader_workers > 0, drop_last=True)
+    samples = InMemory(rng.integers(0, 256, (n, args.size, args.size), dtype=np.uint8), rng.integers(0, 2, n))
+    loader = samples.loader(Share(epoch=0, rank=0, world=1, train=True), args.batch, 0, AugmentConfig(),
+                            args.loader_workers, pin_memory=device.type == "cuda")
     model = build_model(args.model, 2, args.size).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

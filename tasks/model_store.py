@@ -21,7 +21,7 @@ import medflow
 from tasks import storage
 from tasks.ensemble import EnsembleSpec, combine
 from tasks.models import build_model
-from tasks.train_loop import PIXEL_MEAN, PIXEL_STD, network_input
+from tasks.samples import PIXEL_MEAN, PIXEL_STD, network_input
 
 MODEL_FILE = "model.json"
 FORMAT = 1

@@ -12,12 +12,11 @@ import torch
 from pydantic import BaseModel, Field
 from sklearn.metrics import roc_auc_score
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from tasks.augment import AugmentConfig, Augmenter
+from tasks.augment import AugmentConfig
 from tasks.models import build_model
-
-PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # fixed normalisation of 8-bit display pixels scaled to [0, 1]
+from tasks.samples import Samples, Share
 
 
 class TrainConfig(BaseModel):
@@ -33,27 +32,9 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int = 0
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
-
-
-def network_input(pixels: np.ndarray, mean: float = PIXEL_MEAN, std: float = PIXEL_STD) -> torch.Tensor:
-    """uint8 display pixels (any shape) -> float tensor scaled to [0, 1], then standardised."""
-    return (torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255.0) - mean) / std
-
-
-class PixelDataset(Dataset):
-    """uint8 N x H x W images and integer labels -> normalised float tensors (augmented if given)."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: Augmenter | None = None) -> None:
-        self.images, self.labels, self.augment = images, labels, augment
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        image = self.images[i]
-        if self.augment is not None:
-            image = self.augment(image)
-        return network_input(image).unsqueeze(0), int(self.labels[i])
+    loader_workers: int | None = Field(None, ge=0, description="data loader processes that read and augment "
+                                       "batches beside training; default 4 on a GPU, 0 (in the training process) on CPU")
+    shuffle_buffer: int = Field(2048, ge=1, description="images held for shuffling when streaming from the dataset")
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -129,13 +110,10 @@ def unwrap(model: nn.Module) -> nn.Module:
 class Distributed:
     """DDP touch points; this base class is the single-process identity (subclassed for Ray Train)."""
 
-    rank = 0
+    rank, world = 0, 1
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return model
-
-    def prepare_loader(self, loader: DataLoader) -> DataLoader:
-        return loader
 
     def gather(self, probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return probs, labels
@@ -155,10 +133,8 @@ class FitResult:
 
 def fit(
     config: TrainConfig,
-    train_images: np.ndarray,
-    train_labels: np.ndarray,
-    val_images: np.ndarray,
-    val_labels: np.ndarray,
+    train: Samples,
+    val: Samples,
     num_classes: int,
     device: torch.device | None = None,
     on_epoch_end: Callable[[int, dict, dict], None] | None = None,
@@ -167,6 +143,7 @@ def fit(
 ) -> FitResult:
     """Train one member with early stopping on validation AUC.
 
+    Each rank reads its own share of ``train`` and ``val`` (``Samples`` shard by rank).
     ``on_epoch_end(epoch, metrics, checkpoint)`` is where a driver saves the checkpoint (Ray Train:
     ``ray.train.report``); ``resume`` is such a checkpoint, and training continues after its epoch.
     ``distributed`` holds the DDP touch points; without it this is plain single-process training.
@@ -176,23 +153,24 @@ def fit(
     torch.manual_seed(config.seed)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    image_size = train_images.shape[-1]
-    model = build_model(config.model, num_classes, image_size)
+    model = build_model(config.model, num_classes, train.image_size)
     if resume:
         model.load_state_dict(resume["model"])
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     model = dist.wrap_model(model)  # DDP
-    train_loader = dist.prepare_loader(DataLoader(  # DDP: a distinct shard per worker
-        PixelDataset(train_images, train_labels, Augmenter(config.augment, image_size, config.seed + dist.rank)),
-        batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed)))
-    val_loader = dist.prepare_loader(DataLoader(PixelDataset(val_images, val_labels), batch_size=256))
-    weights = class_weights(train_labels, num_classes) if config.class_weighted_loss else None
+    workers = config.loader_workers if config.loader_workers is not None else (4 if device.type == "cuda" else 0)
+
+    def loader(samples: Samples, epoch: int, training: bool) -> DataLoader:  # DDP: each rank its own share
+        return samples.loader(Share(epoch, dist.rank, dist.world, training), config.batch_size if training else 256,
+                              config.seed, config.augment if training else None, workers, device.type == "cuda")
+
+    weights = class_weights(train.labels, num_classes) if config.class_weighted_loss else None
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate,
-                                                    total_steps=config.epochs * max(len(train_loader), 1))
+                                                    total_steps=config.epochs * max(train.steps(config.batch_size, dist.world, workers), 1))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     result, start, stale = FitResult(), 0, 0
     if resume:
@@ -204,10 +182,8 @@ def fit(
         result.history = list(resume.get("history", []))
     for epoch in range(start, config.epochs):
         epoch_started = time.time()
-        if hasattr(train_loader.sampler, "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)  # DDP: a new shuffle each epoch
-        loss = dist.mean(train_epoch(model, train_loader, optimizer, loss_fn, device, scheduler, scaler))
-        val_probs, val_true = dist.gather(*predict_proba(model, val_loader, device))  # DDP: all workers' predictions
+        loss = dist.mean(train_epoch(model, loader(train, epoch, True), optimizer, loss_fn, device, scheduler, scaler))
+        val_probs, val_true = dist.gather(*predict_proba(model, loader(val, epoch, False), device))  # DDP: every rank's rows
         val_auc, val_loss = auc(val_probs, val_true), log_loss(val_probs, val_true)
         improved = (val_auc, -val_loss) > (result.best_auc, -result.best_loss)  # equal AUC: lower loss wins
         if improved:

@@ -17,11 +17,12 @@ import torch
 import torch.distributed as torch_dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
 from ray.train import RunConfig as RayRunConfig
-from ray.train.torch import TorchTrainer, prepare_data_loader, prepare_model
+from ray.train.torch import TorchTrainer, prepare_model
 
 from tasks import dataset, model_store, storage
 from tasks.config import MemberPlan, RunConfig
 from tasks.parallel import ensure_ray
+from tasks.samples import Streamed
 from tasks.train_loop import Distributed, TrainConfig, fit
 
 CHECKPOINT_FILE = "state.pt"
@@ -60,7 +61,7 @@ def load_split(uri: str, split: str, classes: list[str], version: int | None = N
 
 
 class RayDistributed(Distributed):
-    """DDP through Ray Train: model wrapped, loaders sharded, predictions gathered from every worker."""
+    """DDP through Ray Train: model wrapped, predictions gathered from every worker (each reads its own share)."""
 
     def __init__(self) -> None:
         self.rank = ray.train.get_context().get_world_rank()
@@ -68,9 +69,6 @@ class RayDistributed(Distributed):
 
     def wrap_model(self, model):
         return prepare_model(model) if self.world > 1 else model
-
-    def prepare_loader(self, loader):
-        return prepare_data_loader(loader, move_to_device=False) if self.world > 1 else loader
 
     def gather(self, probs, labels):
         if self.world == 1:
@@ -119,12 +117,12 @@ def worker_loop(loop_config: dict) -> None:
     config = TrainConfig(**loop_config["config"])
     if not config.num_threads:
         torch.set_num_threads(loop_config.get("cpus_per_worker", 1))
-    classes = loop_config["classes"]
-    train = load_split(loop_config["dataset"], "train", classes, loop_config.get("version"))
-    val = load_split(loop_config["dataset"], "val", classes, loop_config.get("version"))
-    if loop_config.get("bagging"):  # a bootstrap resample of the training split, drawn from the member's seed
-        pick = np.random.default_rng(config.seed).integers(0, len(train), len(train))
-        train = Split(train.images[pick], train.labels[pick], train.patients[pick])
+    classes, uri, version = loop_config["classes"], loop_config["dataset"], loop_config.get("version")
+    # streamed from the dataset's Parquet row groups, each rank its own share; bagging: a bootstrap
+    # resample of the training split drawn from the member's seed
+    train = Streamed(uri, "train", classes, version, bagging_seed=config.seed if loop_config.get("bagging") else None,
+                     shuffle_buffer=config.shuffle_buffer)
+    val = Streamed(uri, "val", classes, version)
     resume = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -144,7 +142,7 @@ def worker_loop(loop_config: dict) -> None:
             else:
                 ray.train.report(metrics)
 
-    fit(config, train.images, train.labels, val.images, val.labels, num_classes=len(classes),
+    fit(config, train, val, num_classes=len(classes),
         device=ray.train.torch.get_device(), on_epoch_end=report, resume=resume, distributed=dist)
 
 

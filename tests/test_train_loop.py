@@ -8,6 +8,7 @@ import torch
 
 from tasks import synthetic
 from tasks.augment import AugmentConfig
+from tasks.samples import InMemory
 from tasks.train_loop import TrainConfig, auc, class_weights, fit
 
 SIZE = 32
@@ -22,7 +23,7 @@ def lesion_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def data():
-    return (*lesion_set(384, 0), *lesion_set(128, 1))
+    return InMemory(*lesion_set(384, 0)), InMemory(*lesion_set(128, 1))
 
 
 FAST = TrainConfig(model="seed_cnn", epochs=6, batch_size=32, learning_rate=3e-3, seed=0, augment=AugmentConfig(affine=0.3, crop=0))
