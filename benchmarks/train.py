@@ -1,7 +1,7 @@
 """Training benchmark: epoch time of `medflow train` (Ray Train, one member, one worker) beside a plain
 single-process PyTorch loop on the same model, data, batch size, augmentation and threads, in one run.
 
-Both sides run E epochs; an epoch's time is the gap between consecutive epoch starts (training, the
+Both sides run E epochs (the plain loop twice: before and after medflow); an epoch's time is the gap between consecutive epoch starts (training, the
 validation pass and, for medflow, the checkpoint written to the run folder), so E-1 epochs are
 timed; the first is dropped as warm-up and the median of the rest is reported. Target: ratio <= 1.10 on CPU.
 
@@ -111,11 +111,13 @@ def compare(args: argparse.Namespace) -> None:
     classes = ["normal", "pneumonia"]
     train, val = load_split(ingest.dataset, "train", classes), load_split(ingest.dataset, "val", classes)
 
+    # plain before and after medflow: a drift in the shared machine's load hits both sides alike
     plain = epoch_times(plain_epochs(member, train, val, args.epochs, args.threads))
     run = os.path.join(work, "run")
     train_flow(TrainParams(dataset=ingest.dataset, run=run, config=config))
     record = model_store.read_json(storage.join(run, "model", "members", "member-0.json"))
     medflow = epoch_times([h["epoch_started"] for h in record["history"]])
+    plain += epoch_times(plain_epochs(member, train, val, args.epochs, args.threads))
     m, p = statistics.median(medflow), statistics.median(plain)
     print(f"\n{args.model} on PneumoniaMNIST train ({len(train)} images, 28 px), batch {member.batch_size}, "
           f"{args.threads} thread(s), {args.epochs} epochs (first dropped)")

@@ -155,6 +155,9 @@ def train_member(dataset_uri: str, storage_path: str, name: str, config: TrainCo
                  workers: int = 1, version: int | None = None, max_failures: int = 2, bagging: bool = False,
                  cpus_per_worker: int = 1, placement_strategy: str = "PACK") -> ray.train.Result:
     """Train one member on Ray; checkpoints go to ``storage_path/name`` (a path or ``s3://``)."""
+    # Ray Train's Prometheus metrics need the dashboard (off by default here) and cost CPU beside
+    # training; RAY_TRAIN_METRICS_ENABLED=1 turns them back on
+    os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
     use_gpu = gpus_available()
     trainer = TorchTrainer(
         worker_loop,
