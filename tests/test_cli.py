@@ -22,6 +22,11 @@ def test_ingest_then_info_and_export(corpus, ray_local, capfd):
     out = capfd.readouterr().out
     assert "version 0" in out and "added 8" in out and f"rejects written to {root / 'rejects.csv'}" in out
     assert os.path.exists(root / "rejects.csv")
+    ingest = ["ingest", str(root / "src"), "--labels", labels, "--dataset", str(root / "ds"), "--image-size", "24"]
+    assert main(ingest) == 0
+    assert "unchanged 8 (8 known by fingerprint, not read)" in capfd.readouterr().out
+    assert main([*ingest, "--rehash"]) == 0
+    assert "unchanged 8 (0 known by fingerprint, not read)" in capfd.readouterr().out
     assert main(["dataset", "info", str(root / "ds")]) == 0
     info = capfd.readouterr().out
     assert "rows 8" in info and "leakage audit: 0 patient(s)" in info
