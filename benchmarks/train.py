@@ -1,9 +1,11 @@
 """Training benchmark: epoch time of `medflow train` (Ray Train, one member, one worker) beside a plain
 single-process PyTorch loop on the same model, data, batch size, augmentation and threads, in one run.
 
-Both sides run E epochs (the plain loop twice: before and after medflow); an epoch's time is the gap between consecutive epoch starts (training, the
-validation pass and, for medflow, the checkpoint written to the run folder), so E-1 epochs are
-timed; the first is dropped as warm-up and the median of the rest is reported. Target: ratio <= 1.10 on CPU.
+Both sides run E epochs (the plain loop twice: before and after medflow, so a drift in the machine's
+load hits both sides alike). An epoch's time is the gap between consecutive epoch starts (training,
+the validation pass and, for medflow, the checkpoint written to the run folder), so E-1 epochs are
+timed per run; the first is dropped as warm-up and the median of the rest is reported.
+Target: ratio <= 1.10 on CPU.
 
 `--throughput`: images/s of the per-worker loop alone (no Ray, no Prefect), e.g. ResNet-18 at 224 px
 with AMP + channels_last on a GPU, and the fraction of each step spent waiting for the data loader.

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="medflow-demo", help="folder for the corpus, dataset and outputs")
     demo.add_argument("--patients", type=int, default=50)
     demo.add_argument("--images-per-patient", type=int, default=4)
-    demo.add_argument("--epochs", type=int, default=6, help="epochs per ensemble member")
+    demo.add_argument("--epochs", type=int, default=10, help="epochs per ensemble member")
 
     ingest = sub.add_parser("ingest", help="DICOM source + labels CSV -> a new dataset version")
     ingest.add_argument("source", help="folder or s3://bucket/prefix of DICOM files")

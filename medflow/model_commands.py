@@ -148,7 +148,8 @@ def demo(args: argparse.Namespace) -> int:
                           dataset=os.path.join(out, "dataset"), rejects=os.path.join(out, "rejects.csv"))
     start_services()
     print_ingest_summary(ingest_flow(params), params)
-    config = RunConfig.model_validate({"members": 3, "train": {"epochs": args.epochs}, "evaluation": {"bootstrap_resamples": 1000}})
+    config = RunConfig.model_validate({"members": 3, "architectures": ["seed_cnn", "resnet18"], "train": {"epochs": args.epochs},
+                                    "evaluation": {"bootstrap_resamples": 1000}})
     run = os.path.join(out, "runs", f"v{dataset.latest_version(params.dataset)}-{config_digest(config)}")
     print_train_summary(train_flow(TrainParams(dataset=params.dataset, run=run, config=config)))
     print_evaluation(evaluate_flow(EvaluateParams(run=run)))

@@ -82,7 +82,8 @@ def test_demo(tmp_cwd, ray_local, capfd, monkeypatch):
     assert main(["demo", "--out", "demo", "--patients", "16", "--images-per-patient", "2", "--epochs", "1"]) == 0
     out = capfd.readouterr().out
     assert "using a local demo key" in out and "added 32" in out
-    assert "member-2 (resnet18, seed 2)" in out and "ensemble: " in out and "test: AUC" in out
+    assert "member-1 (resnet18, seed 1)" in out and "member-2 (seed_cnn, seed 2)" in out
+    assert "ensemble: " in out and "test: AUC" in out
     report = out.split("report: ", 1)[1].split()[0]
     assert report.endswith("index.html") and os.path.exists(report)
     assert oct(os.stat(tmp_cwd / "demo" / "pseudonym.key").st_mode)[-3:] == "600"
