@@ -143,7 +143,7 @@ def demo(args: argparse.Namespace) -> int:
         print(f"demo: no {deid.KEY_ENV} set; using a local demo key stored in {key_file}")
     if not os.path.exists(os.path.join(source, "labels.csv")):
         print(f"demo: writing a synthetic DICOM corpus to {source}")
-        write_corpus(source, n_patients=args.patients, images_per_patient=args.images_per_patient, contrast=0.08)
+        write_corpus(source, n_patients=args.patients, images_per_patient=args.images_per_patient, contrast=0.12)
     params = IngestParams(source=source, labels=os.path.join(source, "labels.csv"), image_size=64,
                           dataset=os.path.join(out, "dataset"), rejects=os.path.join(out, "rejects.csv"))
     start_services()
