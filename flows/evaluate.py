@@ -17,7 +17,6 @@ class EvaluateParams(BaseModel):
     run: Uri = Field(description="run folder written by `medflow train` (path or s3://)")
 
 
-
 @task(**IO_RETRIES, **QUIET)
 def evaluate_run(params: EvaluateParams) -> dict:
     return evaluate(*runs.load(params.run))

@@ -33,7 +33,6 @@ class PipelineParams(BaseModel):
     force_retrain: bool = Field(False, description="train even if this dataset version and config were trained already")
 
 
-
 def config_digest(config: RunConfig) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:10]
 

@@ -22,7 +22,6 @@ class PredictParams(BaseModel):
     out: Uri = Field(description="predictions CSV (path or s3://); may hold source paths, so keep it with the source")
 
 
-
 @task(**IO_RETRIES, **QUIET)
 def load_model(params: PredictParams) -> EnsembleModel:
     return EnsembleModel.load(params.model)

@@ -22,7 +22,6 @@ class TrainParams(BaseModel):
     config: RunConfig = Field(default_factory=RunConfig)
 
 
-
 @task(**IO_RETRIES, **QUIET)
 def prepare_run(params: TrainParams) -> RunInfo:
     return runs.prepare(params.run, params.dataset, params.version, params.config, str(runtime.flow_run.id or ""))

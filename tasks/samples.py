@@ -78,6 +78,7 @@ class Samples:
 
     def loader(self, share: Share, batch_size: int, seed: int, augment: AugmentConfig | None = None,
                loader_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+        """Batches of this share; ``augment`` applies to training shares only."""
         stream = _Stream(self, share, seed, augment if share.train else None)
         return DataLoader(stream, batch_size=batch_size, num_workers=loader_workers, pin_memory=pin_memory)
 
@@ -92,8 +93,9 @@ class _Stream(IterableDataset):
         rows = np.array_split(self.samples.rows_for(self.share, self.seed), workers)[worker]
         # one seed per (member, epoch, rank, loader worker): distinct streams, replayed exactly on resume
         entropy = [self.seed, self.share.epoch, self.share.rank, worker]
-        augment = Augmenter(self.augment, self.samples.image_size, int(np.random.SeedSequence(entropy).generate_state(1)[0])) \
-            if self.augment is not None else None
+        augment = None
+        if self.augment is not None:
+            augment = Augmenter(self.augment, self.samples.image_size, int(np.random.SeedSequence(entropy).generate_state(1)[0]))
         shuffle = np.random.default_rng(entropy) if self.share.train else None
         for image, label in self.samples.images(rows, shuffle):
             if augment is not None:
@@ -185,11 +187,16 @@ class Streamed(Samples):
         """One row group's pixels, read once; returns offset -> H x W uint8 image (a view, no copy)."""
         file_uri, group = self.fragments[fragment]
         with _open(file_uri) as f:
-            column = pq.ParquetFile(f).read_row_group(group, columns=["pixels"]).column("pixels").combine_chunks()
-        offsets = np.frombuffer(column.buffers()[1], np.int32)[column.offset : column.offset + len(column) + 1]
-        data = np.frombuffer(column.buffers()[2], np.uint8)
+            data, offsets = binary_views(pq.ParquetFile(f).read_row_group(group, columns=["pixels"]).column("pixels"))
         size = self.image_size
         return lambda i: data[offsets[i] : offsets[i + 1]].reshape(size, size)
+
+
+def binary_views(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A binary column's bytes and offsets as numpy views: row i is ``data[offsets[i]:offsets[i + 1]]``."""
+    array = column.combine_chunks()
+    offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset : array.offset + len(array) + 1]
+    return np.frombuffer(array.buffers()[2], np.uint8), offsets
 
 
 def _open(file_uri: str):

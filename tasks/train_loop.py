@@ -164,7 +164,7 @@ def fit(
 
     def loader(samples: Samples, epoch: int, training: bool) -> DataLoader:  # DDP: each rank its own share
         return samples.loader(Share(epoch, dist.rank, dist.world, training), config.batch_size if training else 256,
-                              config.seed, config.augment if training else None, workers, device.type == "cuda")
+                              config.seed, config.augment, workers, device.type == "cuda")
 
     weights = class_weights(train.labels, num_classes) if config.class_weighted_loss else None
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)

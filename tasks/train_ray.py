@@ -22,7 +22,7 @@ from ray.train.torch import TorchTrainer, prepare_model
 from tasks import dataset, model_store, storage
 from tasks.config import MemberPlan, RunConfig
 from tasks.parallel import ensure_ray
-from tasks.samples import Streamed
+from tasks.samples import Streamed, binary_views
 from tasks.train_loop import Distributed, TrainConfig, fit
 
 CHECKPOINT_FILE = "state.pt"
@@ -49,12 +49,10 @@ def load_split(uri: str, split: str, classes: list[str], version: int | None = N
     if not table.num_rows:
         return Split(np.zeros((0, 1, 1), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype=object))
     h, w = table.column("height")[0].as_py(), table.column("width")[0].as_py()
-    pixels = table.column("pixels").combine_chunks()
-    offsets = np.frombuffer(pixels.buffers()[1], np.int32)[pixels.offset : pixels.offset + len(pixels) + 1]
+    data, offsets = binary_views(table.column("pixels"))
     if not np.all(np.diff(offsets) == h * w):
         raise ValueError(f"split {split!r} mixes image sizes; re-ingest with one --image-size")
-    data = np.frombuffer(pixels.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]  # one copy out of Arrow
-    images = data.reshape(-1, h, w).copy()
+    images = data[offsets[0] : offsets[-1]].reshape(-1, h, w).copy()  # one copy out of Arrow
     index = {name: i for i, name in enumerate(classes)}
     labels = np.array([index[v] for v in table.column("label").to_pylist()], dtype=np.int64)
     return Split(images, labels, np.array(table.column("patient_key").to_pylist(), dtype=object))
