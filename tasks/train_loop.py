@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 
 from tasks.augment import AugmentConfig
+from tasks.metrics import auc
 from tasks.models import build_model
 from tasks.samples import Samples, Share
 
@@ -81,20 +81,17 @@ def predict_proba(model: nn.Module, loader: DataLoader, device: torch.device) ->
     return np.concatenate(probs), np.concatenate(labels)
 
 
-def auc(probs: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC (one-vs-rest macro for more than two classes); NaN when a class is missing."""
-    if len(np.unique(labels)) < 2:
-        return float("nan")
-    if probs.shape[1] == 2:
-        return float(roc_auc_score(labels, probs[:, 1]))
-    return float(roc_auc_score(labels, probs, multi_class="ovr", labels=list(range(probs.shape[1]))))
-
-
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-likelihood of the true classes (unweighted)."""
     if not len(labels):
         return float("nan")
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1)).mean())
+
+
+def _score(val_auc: float, val_loss: float) -> tuple[float, float]:
+    """Early-stopping order: higher AUC, then lower loss; an AUC that is undefined (the validation
+    split lacks a class) counts as lowest, so such runs stop on validation loss alone."""
+    return (float("-inf") if np.isnan(val_auc) else val_auc, -val_loss)
 
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -184,8 +181,8 @@ def fit(
         epoch_started = time.time()
         loss = dist.mean(train_epoch(model, loader(train, epoch, True), optimizer, loss_fn, device, scheduler, scaler))
         val_probs, val_true = dist.gather(*predict_proba(model, loader(val, epoch, False), device))  # DDP: every rank's rows
-        val_auc, val_loss = auc(val_probs, val_true), log_loss(val_probs, val_true)
-        improved = (val_auc, -val_loss) > (result.best_auc, -result.best_loss)  # equal AUC: lower loss wins
+        val_auc, val_loss = auc(val_probs, val_true, positive=1), log_loss(val_probs, val_true)
+        improved = _score(val_auc, val_loss) > _score(result.best_auc, result.best_loss)
         if improved:
             result.best_auc, result.best_loss = val_auc, val_loss
             result.best_state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}

@@ -9,7 +9,7 @@ import torch
 from tasks import synthetic
 from tasks.augment import AugmentConfig
 from tasks.samples import InMemory
-from tasks.train_loop import TrainConfig, auc, class_weights, fit
+from tasks.train_loop import TrainConfig, class_weights, fit
 
 SIZE = 32
 
@@ -53,8 +53,18 @@ def test_resume_continues_after_the_checkpointed_epoch(data):
     assert resumed.best_auc >= saved[1]["best_auc"]
 
 
-def test_class_weights_and_auc():
+def test_class_weights():
     weights = class_weights(np.array([0, 0, 0, 1]), 2)
     assert weights[1] > weights[0] and abs(float(weights.mean()) - 1) < 1e-6
-    assert auc(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 1])) == 1.0
-    assert np.isnan(auc(np.array([[0.9, 0.1]]), np.array([0])))
+
+
+def test_validation_without_a_class_stops_on_loss(data):
+    """Three classes, the third absent from validation: AUC is undefined, so the best epoch is the
+    one with the lowest validation loss (no crash in scikit-learn)."""
+    train, val = data
+    labels = train.labels.copy()
+    labels[np.arange(len(labels)) % 7 == 0] = 2
+    result = fit(FAST.model_copy(update={"epochs": 3}), InMemory(train.images_, labels), val, num_classes=3)
+    assert len(result.history) == 3 and all(np.isnan(h["val_auc"]) for h in result.history)
+    assert result.best_state is not None
+    assert result.best_loss == min(h["val_loss"] for h in result.history)
