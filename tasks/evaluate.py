@@ -13,7 +13,7 @@ from tasks import ensemble, metrics, model_store, report, storage
 from tasks.config import RunConfig
 from tasks.model_store import EnsembleModel
 from tasks.runs import METRICS_FILE, RunInfo
-from tasks.train_ray import Split, load_split
+from tasks.samples import Streamed
 
 ENSEMBLE = "ensemble"
 
@@ -48,10 +48,10 @@ def evaluate(info: RunInfo, config: RunConfig, lineage: dict) -> dict:
     model = EnsembleModel.load(model_uri)
     evaluation = config.evaluation
     positive = metrics.positive_index(info.classes, evaluation.positive_class)
-    splits: dict[str, Split] = {s: load_split(info.dataset, s, info.classes, info.version) for s in ("val", "test")}
+    splits = {s: Streamed(info.dataset, s, info.classes, info.version, patients=True) for s in ("val", "test")}
     if not len(splits["test"]):
         raise ValueError(f"dataset {info.dataset} v{info.version} has no test rows to report on")
-    member_probs = {s: model.member_probs(split.images) for s, split in splits.items()}
+    member_probs = {s: model.member_probs(split.batches()) for s, split in splits.items()}  # pixels streamed
     val = splits["val"]
     spec, candidates, ensemble_val = ensemble.fit(member_probs["val"], val.labels, val.patients, positive,
                                                   tuple(evaluation.combiners), evaluation.temperature_scaling, evaluation.seed)
@@ -81,7 +81,7 @@ def evaluate(info: RunInfo, config: RunConfig, lineage: dict) -> dict:
     return doc
 
 
-def _plots(doc: dict, probs: dict, test: Split, weights: np.ndarray, positive: int, model: EnsembleModel) -> dict[str, bytes]:
+def _plots(doc: dict, probs: dict, test: Streamed, weights: np.ndarray, positive: int, model: EnsembleModel) -> dict[str, bytes]:
     ens_test = probs[(ENSEMBLE, "test")]
     plots = {}
     if ens_test.shape[1] == 2:

@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,21 +106,29 @@ class EnsembleModel:
         return network_input(images, p.pixel_mean, p.pixel_std).unsqueeze(1)
 
     @torch.no_grad()
-    def member_probs(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """members x images x classes probabilities for uint8 images (N x H x W)."""
-        out = np.zeros((len(self.networks), len(images), len(self.card.classes)), dtype=np.float64)
-        for start in range(0, len(images), batch_size):
-            x = self._tensor(images[start : start + batch_size])
-            for m, net in enumerate(self.networks):
-                probs = torch.softmax(net(x), dim=1)
-                if self.card.preprocessing.tta_hflip:
-                    probs = (probs + torch.softmax(net(torch.flip(x, dims=[3])), dim=1)) / 2
-                out[m, start : start + len(x)] = probs.numpy()
-        return out
+    def member_probs(self, batches: Iterable[np.ndarray]) -> np.ndarray:
+        """members x images x classes probabilities for batches of uint8 images (each N x H x W)."""
+        parts = [np.zeros((len(self.networks), 0, len(self.card.classes)))]
+        for images in batches:
+            x = self._tensor(images)
+            parts.append(np.stack([self._probs(net, x) for net in self.networks]).astype(np.float64))
+        return np.concatenate(parts, axis=1)
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """The ensemble's images x classes probabilities."""
-        return combine(self.member_probs(images), self.card.ensemble)
+    def _probs(self, net: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+        probs = torch.softmax(net(x), dim=1)
+        if self.card.preprocessing.tta_hflip:
+            probs = (probs + torch.softmax(net(torch.flip(x, dims=[3])), dim=1)) / 2
+        return probs.numpy()
+
+    def predict_proba(self, images: np.ndarray | Iterable[np.ndarray], batch_size: int = 256) -> np.ndarray:
+        """The ensemble's images x classes probabilities, for uint8 images (N x H x W) or batches of them."""
+        batches = _slices(images, batch_size) if isinstance(images, np.ndarray) else images
+        return combine(self.member_probs(batches), self.card.ensemble)
+
+
+def _slices(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size]
 
 
 def utc_now() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tasks import model_store, registry, runs, storage
 from tasks.model_store import EnsembleModel
 from tasks.registry import Pointer, RegistryError
-from tasks.train_ray import load_split
+from tasks.samples import Streamed
 
 
 def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0, resamples: int = 1000,
@@ -15,7 +15,7 @@ def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0,
     info, _, _ = runs.load(run_uri)
     model_uri = storage.join(run_uri, "model")
     challenger = EnsembleModel.load(model_uri)
-    val = load_split(info.dataset, "val", info.classes, info.version)
+    val = Streamed(info.dataset, "val", info.classes, info.version, patients=True)
     decision: dict = {"task": task, "registry": registry_uri, "challenger": model_uri, "dataset_version": info.version}
 
     def decide(current: Pointer | None) -> Pointer | None:
@@ -27,8 +27,7 @@ def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0,
         elif current is None:
             evidence = {"promote": True, "reason": "no champion yet"}
         else:
-            evidence = registry.paired_auc_gate(challenger, EnsembleModel.load(current.model), val.images, val.labels,
-                                                val.patients, margin, resamples)
+            evidence = registry.paired_auc_gate(challenger, EnsembleModel.load(current.model), val, margin, resamples)
         decision.update(evidence)
         if not evidence["promote"]:
             return None

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from tasks import metrics, model_store, storage
 from tasks.model_store import EnsembleModel
+from tasks.samples import Samples
 
 REGISTRY_ENV = "MEDFLOW_REGISTRY"
 CHAMPION_PREFIX = "champion:"
@@ -87,14 +88,15 @@ def resolve_model(uri: str, registry: str | None = None) -> str:
     return current.model
 
 
-def paired_auc_gate(challenger: EnsembleModel, incumbent: EnsembleModel, images: np.ndarray, labels: np.ndarray,
-                    patients: np.ndarray, margin: float, resamples: int = 1000, seed: int = 0) -> dict:
-    """Evidence for promotion: both models' AUC on the same images and the paired bootstrap 95% CI
-    of the difference; ``promote`` is whether the CI's lower bound is above ``margin``."""
+def paired_auc_gate(challenger: EnsembleModel, incumbent: EnsembleModel, val: Samples, margin: float,
+                    resamples: int = 1000, seed: int = 0) -> dict:
+    """Evidence for promotion: both models' AUC on the same images (``val``, with patient keys) and
+    the paired bootstrap 95% CI of the difference; ``promote`` is whether the CI's lower bound is
+    above ``margin``."""
     if challenger.card.classes != incumbent.card.classes:
         return {"promote": False, "reason": f"classes differ: {challenger.card.classes} vs {incumbent.card.classes}"}
-    positive = challenger.card.ensemble.positive
-    new, old = challenger.predict_proba(images), incumbent.predict_proba(images)
+    positive, labels, patients = challenger.card.ensemble.positive, val.labels, val.patients
+    new, old = challenger.predict_proba(val.batches()), incumbent.predict_proba(val.batches())
 
     def auc(probs: np.ndarray, weight: np.ndarray | None = None) -> float:
         return metrics.auc(probs, labels, positive, weight)

@@ -52,6 +52,7 @@ class Samples:
     """A split's rows; subclasses say how rows are ordered and read."""
 
     labels: np.ndarray  # class index of every row
+    patients: np.ndarray | None = None  # patient key of every row, where asked for
     image_size: int
 
     def __len__(self) -> int:
@@ -75,6 +76,17 @@ class Samples:
         """Training batches per epoch on every rank."""
         parts = np.array_split(np.arange(len(self) // world), max(loader_workers, 1))
         return sum(math.ceil(len(p) / batch_size) for p in parts)
+
+    def batches(self, batch_size: int = 256) -> Iterator[np.ndarray]:
+        """Every row's image once, in table order, as uint8 batch_size x H x W arrays (no augmentation)."""
+        batch: list[np.ndarray] = []
+        for image, _ in self.images(np.arange(len(self)), None):
+            batch.append(image)
+            if len(batch) == batch_size:
+                yield np.stack(batch)
+                batch = []
+        if batch:
+            yield np.stack(batch)
 
     def loader(self, share: Share, batch_size: int, seed: int, augment: AugmentConfig | None = None,
                loader_workers: int = 0, pin_memory: bool = False) -> DataLoader:
@@ -104,10 +116,10 @@ class _Stream(IterableDataset):
 
 
 class InMemory(Samples):
-    """uint8 N x H x W images and their class indices, already in memory."""
+    """uint8 N x H x W images and their class indices (and optionally patient keys), in memory."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images_, self.labels = images, np.asarray(labels, dtype=np.int64)
+    def __init__(self, images: np.ndarray, labels: np.ndarray, patients: np.ndarray | None = None) -> None:
+        self.images_, self.labels, self.patients = images, np.asarray(labels, dtype=np.int64), patients
         self.image_size = int(images.shape[-1]) if len(images) else 0
 
     def epoch_order(self, epoch: int, seed: int) -> np.ndarray:
@@ -126,15 +138,16 @@ class Streamed(Samples):
     """
 
     def __init__(self, uri: str, split: str, classes: list[str], version: int | None = None,
-                 bagging_seed: int | None = None, shuffle_buffer: int = 2048) -> None:
+                 bagging_seed: int | None = None, shuffle_buffer: int = 2048, patients: bool = False) -> None:
         index = {name: i for i, name in enumerate(classes)}
         self.fragments: list[tuple[str, int]] = []  # (data file URI, row group)
-        fragment_of, offset_of, labels = [], [], []
+        fragment_of, offset_of, labels, patient_keys = [], [], [], []
+        columns = ["split", "label", "height", "width"] + (["patient_key"] if patients else [])
         sizes: set[int] = set()
         for file_uri in dataset.open_table(uri, version).file_uris():
             with _open(file_uri) as f:
                 parquet = pq.ParquetFile(f)
-                meta, small = parquet.metadata, parquet.read(columns=["split", "label", "height", "width"])
+                meta, small = parquet.metadata, parquet.read(columns=columns)
             start = 0
             for group in range(meta.num_row_groups):
                 n = meta.row_group(group).num_rows
@@ -144,6 +157,8 @@ class Streamed(Samples):
                     fragment_of.append(np.full(len(wanted), len(self.fragments), np.int32))
                     offset_of.append(wanted.astype(np.int32))
                     labels += [index[v] for v in pc.take(part.column("label"), pa.array(wanted)).to_pylist()]
+                    if patients:
+                        patient_keys += pc.take(part.column("patient_key"), pa.array(wanted)).to_pylist()
                     sizes |= {*pc.take(part.column("height"), pa.array(wanted)).to_pylist(),
                               *pc.take(part.column("width"), pa.array(wanted)).to_pylist()}
                     self.fragments.append((file_uri, group))
@@ -154,9 +169,11 @@ class Streamed(Samples):
         self.fragment_of = np.concatenate(fragment_of) if fragment_of else np.zeros(0, np.int32)
         self.offset_of = np.concatenate(offset_of) if offset_of else np.zeros(0, np.int32)
         self.labels = np.array(labels, dtype=np.int64)
+        self.patients = np.array(patient_keys, dtype=object) if patients else None
         if bagging_seed is not None:
             pick = bootstrap(len(self.labels), bagging_seed)
             self.fragment_of, self.offset_of, self.labels = self.fragment_of[pick], self.offset_of[pick], self.labels[pick]
+            self.patients = self.patients[pick] if patients else None
         self.shuffle_buffer = shuffle_buffer
 
     def epoch_order(self, epoch: int, seed: int) -> np.ndarray:

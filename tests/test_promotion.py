@@ -11,11 +11,13 @@ from torch import nn
 from tasks import model_store, registry, storage
 from tasks.model_store import EnsembleModel, Member, ModelCard, Preprocessing
 from tasks.registry import Pointer
+from tasks.samples import InMemory
 
 RNG = np.random.default_rng(0)
 LABELS = RNG.integers(0, 2, 300)
 IMAGES = (RNG.random((300, 8, 8)) * 100 + 60 * LABELS[:, None, None]).astype(np.uint8)  # brighter = class 1
 PATIENTS = np.repeat(np.arange(150), 2)
+VAL = InMemory(IMAGES, LABELS, PATIENTS)
 
 
 class Brightness(nn.Module):
@@ -38,16 +40,16 @@ def model(useful: bool) -> EnsembleModel:
 
 
 def test_gate_promotes_a_clearly_better_model_and_not_an_equal_one():
-    better = registry.paired_auc_gate(model(True), model(False), IMAGES, LABELS, PATIENTS, margin=0.0, resamples=300)
+    better = registry.paired_auc_gate(model(True), model(False), VAL, margin=0.0, resamples=300)
     assert better["promote"] and better["delta_ci95"][0] > 0 and better["challenger_auc"] > 0.9
-    same = registry.paired_auc_gate(model(True), model(True), IMAGES, LABELS, PATIENTS, margin=0.0, resamples=300)
+    same = registry.paired_auc_gate(model(True), model(True), VAL, margin=0.0, resamples=300)
     assert not same["promote"] and same["delta_auc"] == 0
-    worse = registry.paired_auc_gate(model(False), model(True), IMAGES, LABELS, PATIENTS, margin=0.0, resamples=300)
+    worse = registry.paired_auc_gate(model(False), model(True), VAL, margin=0.0, resamples=300)
     assert not worse["promote"] and worse["delta_ci95"][1] < 0
 
 
 def test_gate_margin_is_applied():
-    strict = registry.paired_auc_gate(model(True), model(False), IMAGES, LABELS, PATIENTS, margin=0.9, resamples=300)
+    strict = registry.paired_auc_gate(model(True), model(False), VAL, margin=0.9, resamples=300)
     assert not strict["promote"] and "margin 0.9" in strict["reason"]
 
 

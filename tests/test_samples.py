@@ -58,6 +58,13 @@ def test_streamed_split_equals_the_split_in_memory(ingested):
         assert len(streamed) == len(reference) > 0 and streamed.image_size == 32
         images, labels, _ = drawn(streamed, Share(epoch=0, rank=0, world=1, train=split == "train"))
         assert Counter(zip(images, labels, strict=True)) == Counter(zip(as_bytes(reference.images), reference.labels.tolist(), strict=True))
+    test = Streamed(ingested, "test", CLASSES, patients=True)  # evaluation's view: table order, patient keys
+    reference = load_split(ingested, "test", CLASSES)
+    batches = list(test.batches(batch_size=4))
+    assert {len(b) for b in batches[:-1]} == {4} and 0 < len(batches[-1]) <= 4
+    assert np.array_equal(np.concatenate(batches), reference.images)
+    assert list(test.patients) == list(reference.patients) and np.array_equal(test.labels, reference.labels)
+    assert Streamed(ingested, "test", CLASSES).patients is None  # training does not read patient keys
     order = [drawn(Streamed(ingested, "train", CLASSES, shuffle_buffer=5), Share(0, 0, 1, True))[0] for _ in range(2)]
     assert order[0] == order[1]  # deterministic for a seed and epoch
     assert order[0] != as_bytes(load_split(ingested, "train", CLASSES).images)  # but shuffled
