@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
 from tasks import report, runs, storage
-from tasks.evaluate import ENSEMBLE, evaluate
+from tasks.evaluate import ENSEMBLE, evaluate, read_plots
 
 
 class EvaluateParams(BaseModel):
@@ -22,14 +22,16 @@ def evaluate_run(params: EvaluateParams) -> dict:
     return evaluate(*runs.load(params.run))
 
 
-def publish_artifacts(doc: dict, report_uri: str) -> None:
-    """The key table, the full Markdown summary and a link to the HTML report, in the Prefect UI."""
+def publish_artifacts(doc: dict, report_uri: str, plots: dict[str, bytes]) -> None:
+    """The key table, the full Markdown summary, the plots and a link to the HTML report, in the Prefect UI."""
     test = doc["results"][ENSEMBLE]["test"]
     create_table_artifact(key="evaluation-test", description="ensemble and members on the test split, 95% CIs",
                           table=[dict(zip(["model", *report.HEADLINE], row, strict=True))
                                  for row in report.table_rows(doc["results"], "test")])
     create_markdown_artifact(key="evaluation-report", markdown=report.markdown(doc, report_uri),
                              description=f"test AUC {report.fmt(test['point']['auc'], test['ci'].get('auc'))}")
+    create_markdown_artifact(key="evaluation-plots", markdown=report.plots_markdown(plots),
+                             description="test split: ROC with 95% band, confusion matrix, reliability; training curves")
     link = report_uri if storage.is_remote(report_uri) else f"file://{report_uri}"
     create_link_artifact(key="evaluation-report-link", link=link, link_text="HTML report")
 
@@ -39,7 +41,7 @@ def evaluate_flow(params: EvaluateParams) -> dict:
     """Fit the ensemble on validation, score every model on val and test, write the report."""
     doc = evaluate_run(params)
     report_uri = storage.join(params.run, "report", "index.html")
-    publish_artifacts(doc, report_uri)
+    publish_artifacts(doc, report_uri, read_plots(params.run))
     test = doc["results"][ENSEMBLE]["test"]["point"]
     get_run_logger().info("ensemble (%s) test AUC %.3f, accuracy %.3f at the operating point", doc["ensemble"]["combiner"],
                           test["auc"], test["accuracy_at_op"])

@@ -100,6 +100,13 @@ def _plots(doc: dict, probs: dict, test: Streamed, weights: np.ndarray, positive
     return plots
 
 
+def read_plots(run_uri: str) -> dict[str, bytes]:
+    """The report's PNG plots, by file name."""
+    folder = storage.join(run_uri, "report")
+    return {item.path: storage.read_bytes(storage.join(folder, item.path))
+            for item in sorted(storage.list_files(folder)) if item.path.endswith(".png")}
+
+
 def write_report(run_uri: str, doc: dict, plots: dict[str, bytes]) -> str:
     """PNG files and ``index.html`` under ``RUN_URI/report/``; ``metrics.json`` in the run. Returns the page's URI."""
     folder = storage.join(run_uri, "report")

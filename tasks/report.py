@@ -107,6 +107,16 @@ def markdown(metrics_doc: dict, report_uri: str) -> str:
     return "\n".join(lines)
 
 
+def data_uri(png: bytes) -> str:
+    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
+
+
+def plots_markdown(plots: dict[str, bytes]) -> str:
+    """The report's plots inlined as data URIs: a Markdown artifact the Prefect UI shows as images."""
+    return "\n\n".join(f"**{name.removesuffix('.png').replace('_', ' ')}**\n\n![{name}]({data_uri(png)})"
+                       for name, png in plots.items())
+
+
 def html_page(metrics_doc: dict, plots: dict[str, bytes]) -> str:
     """A self-contained page: the tables, the plots inlined as data URIs, the lineage."""
     def table(split: str) -> str:
@@ -115,7 +125,7 @@ def html_page(metrics_doc: dict, plots: dict[str, bytes]) -> str:
                        for row in table_rows(metrics_doc["results"], split))
         return f"<table><tr>{head}</tr>{body}</table>"
 
-    images = "".join(f'<figure><img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(name)}">'
+    images = "".join(f'<figure><img src="{data_uri(png)}" alt="{html.escape(name)}">'
                      f"<figcaption>{html.escape(name)}</figcaption></figure>" for name, png in plots.items())
     ens = metrics_doc["ensemble"]
     sizes = metrics_doc["sizes"]

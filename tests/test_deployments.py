@@ -88,7 +88,11 @@ def _wait(url: str, flow_run_id, timeout: float = 480):
 
 
 def _artifact_keys(url: str, flow_run_id) -> set[str]:
-    """Artifact keys of a flow run and of its subflow runs."""
+    return {a.key for a in _artifacts(url, flow_run_id)}
+
+
+def _artifacts(url: str, flow_run_id) -> list:
+    """Artifacts of a flow run and of its subflow runs."""
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterParentFlowRunId
 
     children = _client_call(url, lambda c: c.read_flow_runs(
@@ -96,7 +100,7 @@ def _artifact_keys(url: str, flow_run_id) -> set[str]:
     run_ids = [flow_run_id, *[r.id for r in children]]
     artifacts = _client_call(url, lambda c: c.read_artifacts(
         artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids))))
-    return {a.key for a in artifacts}
+    return artifacts
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +192,13 @@ def test_the_prefect_ui_starts_a_run_of_the_deployment_and_shows_it_complete(dep
         page.goto(f"{ui}/runs/flow-run/{started[0].id}")
         expect(page.get_by_text("Completed").first).to_be_visible(timeout=60_000)
         page.screenshot(path=os.path.join(shots, "prefect-ui-flow-run.png"))
+        plots = next(a for a in _artifacts(url, started[0].id) if a.key == "evaluation-plots")
+        page.goto(f"{ui}/artifacts/artifact/{plots.id}")  # the report's plots, drawn by the UI itself
+        images = page.locator("img.markdown-renderer__image")
+        expect(images).to_have_count(4, timeout=60_000)
+        page.wait_for_load_state("load")
+        assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 100") for i in range(4))
+        page.screenshot(path=os.path.join(shots, "prefect-ui-plots.png"), full_page=True)
         page.goto(f"{ui}/deployments/deployment/{deployment.id}")
         expect(page.get_by_text("nightly-retrain").first).to_be_visible(timeout=60_000)
         page.screenshot(path=os.path.join(shots, "prefect-ui-deployment.png"))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -103,6 +105,10 @@ def test_evaluate_publishes_prefect_artifacts(evaluated):
     assert "ensemble" in str(table.data) and "auc" in str(table.data)
     assert "Full report" in latest_artifact("evaluation-report").data
     assert "index.html" in latest_artifact("evaluation-report-link").data
+    plots = latest_artifact("evaluation-plots").data  # the PNGs inlined: the UI shows them without file access
+    inlined = re.findall(r"!\[([a-z_]+\.png)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", plots)
+    assert [name for name, _ in inlined] == ["confusion_test.png", "reliability_test.png", "roc_test.png", "training_curves.png"]
+    assert all(base64.b64decode(data).startswith(b"\x89PNG") for _, data in inlined)
 
 
 def test_saved_and_loaded_model_predicts_identically(evaluated):
