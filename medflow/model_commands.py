@@ -16,6 +16,7 @@ from tasks import dataset, deid, promotion, registry, report, storage
 from tasks.config import RunConfig, load_config
 from tasks.labels import read_labels
 from tasks.synthetic import write_corpus
+from tasks.train_ray import check_room
 
 
 def train(args: argparse.Namespace) -> int:
@@ -24,6 +25,7 @@ def train(args: argparse.Namespace) -> int:
     if dataset.latest_version(params.dataset) is None:
         raise ValueError(f"no dataset at {params.dataset}; run `medflow ingest` first")
     start_services()
+    check_room(config)  # before the flow: a plain error, not a failed run
     print_train_summary(train_flow(params))
     return 0
 
@@ -87,6 +89,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     deid.load_pseudonym_key()
     read_labels(params.labels)
     start_services()
+    check_room(params.config)
     result = retrain_flow(params)
     print(f"dataset {params.dataset}: version {result['dataset_version']} (added {result['ingest']['added']})")
     if result["run"] is None:

@@ -210,11 +210,31 @@ def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan:
     return record
 
 
+class ClusterTooSmallError(ValueError):
+    """A member asks for more CPUs or GPUs than the local Ray has: it would wait forever."""
+
+
+def check_room(config: RunConfig) -> None:
+    """Refuse, before anything starts, a member that a local Ray can never place. On a cluster
+    (``RAY_ADDRESS``) an autoscaler may add nodes, so there the member waits instead."""
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    have = ray.cluster_resources()
+    need = {"CPUs (workers x cpus_per_worker)": ("CPU", config.workers * config.cpus_per_worker)}
+    if gpus_available():
+        need["GPUs (one per worker)"] = ("GPU", config.workers)
+    for what, (resource, amount) in need.items():
+        if amount > have.get(resource, 0):
+            raise ClusterTooSmallError(f"a member needs {amount} {what} but the local Ray has {have.get(resource, 0):g}: "
+                                       "lower --workers or cpus_per_worker, or set RAY_ADDRESS to a cluster with room")
+
+
 def train_members(dataset_uri: str, version: int | None, run_uri: str, config: RunConfig, classes: list[str],
                   on_done: Callable[[dict], None] | None = None) -> list[dict]:
     """Train every member not finished yet, concurrently as far as the cluster has room (each member
     asks for ``workers`` x ``cpus_per_worker`` CPUs; Ray queues the rest). Returns all members' records."""
     ensure_ray()
+    check_room(config)
     records: dict[str, dict] = {}
     pending = {}
     for plan in config.plans():

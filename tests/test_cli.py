@@ -32,6 +32,11 @@ def test_ingest_then_info_and_export(corpus, ray_local, capfd):
     assert "rows 8" in info and "leakage audit: 0 patient(s)" in info
     assert main(["dataset", "export", str(root / "ds"), "--out", str(root / "x.parquet"), "--version", "0"]) == 0
     assert dataset.read_version(str(root / "ds")).column("height").to_pylist() == [24] * 8
+    capfd.readouterr()
+    assert main(["train", "--dataset", str(root / "ds"), "--run", str(root / "run"), "--workers", "3"]) == 2
+    err = capfd.readouterr().err.strip()  # the local Ray has 2 CPUs: refused, not left waiting forever
+    assert err == "medflow: error: a member needs 3 CPUs (workers x cpus_per_worker) but the local Ray has 2: " \
+                  "lower --workers or cpus_per_worker, or set RAY_ADDRESS to a cluster with room"
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,9 @@ import time
 import pytest
 
 from tasks.augment import AugmentConfig
+from tasks.config import RunConfig
 from tasks.train_loop import TrainConfig
-from tasks.train_ray import train_member
+from tasks.train_ray import ClusterTooSmallError, check_room, train_member, train_members
 from tests.corpora import ingested_corpus
 
 CLASSES = ["abnormal", "normal"]
@@ -89,3 +90,10 @@ def test_rerun_after_the_driver_died_before_export_finishes_the_member(small_dat
     assert record["best_val_auc"] >= first.metrics["val_auc"] - 1e-9  # the best epoch, not a retrained one
     assert os.path.exists(os.path.join(run, "model", "members", "member-0.pt"))
     assert model_store.read_json(os.path.join(run, "model", "members", "member-0.json"))["name"] == "member-0"
+
+
+def test_a_member_larger_than_the_local_ray_is_refused_before_anything_starts(ray_local):
+    config = RunConfig(workers=3)  # 3 CPUs; the local Ray has 2: it would wait forever
+    with pytest.raises(ClusterTooSmallError, match="needs 3 CPUs .* local Ray has 2"):
+        train_members("/nonexistent/dataset", None, "/nonexistent/run", config, ["a", "b"])
+    check_room(RunConfig(workers=2))  # fits
