@@ -88,6 +88,7 @@ def test_training_spreads_one_worker_per_node_with_data_on_s3(tmp_path, two_node
          "--dataset", "s3://medflow-cluster/ds", "--rejects", str(tmp_path / "r.csv"), "--image-size", "16"],
         [medflow, "train", "--dataset", "s3://medflow-cluster/ds", "--run", "s3://medflow-cluster/run",
          "--config", str(tmp_path / "run.yaml")],
+        [medflow, "evaluate", "--run", "s3://medflow-cluster/run"],  # val/test streamed from s3, report written there
     ]
     for command in commands:
         run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
@@ -97,3 +98,5 @@ def test_training_spreads_one_worker_per_node_with_data_on_s3(tmp_path, two_node
     assert len(set(record["worker_nodes"])) == 2  # rank 0 and rank 1 ran on different nodes
     assert record["epochs_run"] == 2
     assert fs.glob("medflow-cluster/run/checkpoints/member-0/checkpoint_*/state.pt")  # checkpoints on s3
+    assert fs.exists("medflow-cluster/run/report/index.html") and fs.exists("medflow-cluster/run/metrics.json")
+    assert "test: AUC" in run.stdout
