@@ -16,6 +16,7 @@ from tasks.runs import METRICS_FILE, RunInfo
 from tasks.samples import Streamed
 
 ENSEMBLE = "ensemble"
+PLOTS = ("roc_test.png", "confusion_test.png", "reliability_test.png", "training_curves.png")  # written by _plots
 
 
 def score(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int, threshold: float) -> dict:
@@ -101,10 +102,9 @@ def _plots(doc: dict, probs: dict, test: Streamed, weights: np.ndarray, positive
 
 
 def read_plots(run_uri: str) -> dict[str, bytes]:
-    """The report's PNG plots, by file name."""
-    folder = storage.join(run_uri, "report")
-    return {item.path: storage.read_bytes(storage.join(folder, item.path))
-            for item in sorted(storage.list_files(folder)) if item.path.endswith(".png")}
+    """The report's PNG plots, by file name, in the report's order (ROC only for binary tasks)."""
+    uris = {name: storage.join(run_uri, "report", name) for name in PLOTS}
+    return {name: storage.read_bytes(uri) for name, uri in uris.items() if storage.exists(uri)}
 
 
 def write_report(run_uri: str, doc: dict, plots: dict[str, bytes]) -> str:

@@ -107,7 +107,7 @@ def test_evaluate_publishes_prefect_artifacts(evaluated):
     assert "index.html" in latest_artifact("evaluation-report-link").data
     plots = latest_artifact("evaluation-plots").data  # the PNGs inlined: the UI shows them without file access
     inlined = re.findall(r"!\[([a-z_]+\.png)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", plots)
-    assert [name for name, _ in inlined] == ["confusion_test.png", "reliability_test.png", "roc_test.png", "training_curves.png"]
+    assert [name for name, _ in inlined] == ["roc_test.png", "confusion_test.png", "reliability_test.png", "training_curves.png"]
     assert all(base64.b64decode(data).startswith(b"\x89PNG") for _, data in inlined)
 
 
