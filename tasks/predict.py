@@ -2,24 +2,31 @@
 
 Each file gets one CSV row ``path, predicted, p_<class>..., reason``: probabilities when it decoded,
 an empty prediction and a refusal reason when it did not. One bad file never stops the run.
+``predict_on_ray`` spreads the files over Ray tasks (the flow's path); ``predict_source`` runs in
+this process.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 
 import numpy as np
+import ray
+import torch
 
 from tasks import metrics, storage
 from tasks.dicom import Limits, Rejection, decode
 from tasks.ingest import read_source
 from tasks.labels import PathGuard
 from tasks.model_store import EnsembleModel
+from tasks.parallel import ensure_ray
 
 BATCH = 64
+MAX_CHUNK = 1024  # files per Ray task, at most
 
 
 def decode_file(source: str, rel: str, size: int, image_size: int, guard: PathGuard, limits: Limits) -> np.ndarray:
@@ -30,10 +37,19 @@ def decode_file(source: str, rel: str, size: int, image_size: int, guard: PathGu
     return decode(read_source(storage.join(source, *rel.split("/")), size, limits), image_size, limits).pixels
 
 
-def _batches(source: str, image_size: int, limits: Limits) -> Iterator[list[tuple[str, np.ndarray | None, str]]]:
+Row = list[str]
+
+
+def list_inputs(source: str) -> list[tuple[str, int]]:
+    """Every file below ``source`` as (relative path, size), in path order: the CSV's row order."""
+    return [(rel, size) for rel, size, _ in sorted(storage.list_files(source))]
+
+
+def _batches(source: str, files: list[tuple[str, int]], image_size: int,
+             limits: Limits) -> Iterator[list[tuple[str, np.ndarray | None, str]]]:
     guard = PathGuard(source)
     batch: list[tuple[str, np.ndarray | None, str]] = []
-    for rel, size, _ in sorted(storage.list_files(source)):
+    for rel, size in files:
         try:
             batch.append((rel, decode_file(source, rel, size, image_size, guard, limits), ""))
         except Rejection as rej:
@@ -47,27 +63,63 @@ def _batches(source: str, image_size: int, limits: Limits) -> Iterator[list[tupl
         yield batch
 
 
-def predict_source(model: EnsembleModel, source: str, limits: Limits = Limits(),
-                   progress: Callable[[int], None] | None = None) -> tuple[str, dict]:
-    """CSV text with one row per file below ``source``, and counts (predicted per class, refused per reason)."""
-    classes = model.card.classes
-    spec = model.card.ensemble
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["path", "predicted", *[f"p_{c}" for c in classes], "reason"])
-    counts: dict[str, Counter] = {"predicted": Counter(), "refused": Counter()}
-    for batch in _batches(source, model.card.preprocessing.image_size, limits):
+def predict_files(model: EnsembleModel, source: str, files: list[tuple[str, int]], limits: Limits = Limits(),
+                  progress: Callable[[int], None] | None = None) -> list[Row]:
+    """CSV rows (without the header) for ``files`` below ``source``: probabilities, or a refusal reason."""
+    classes, spec = model.card.classes, model.card.ensemble
+    rows: list[Row] = []
+    for batch in _batches(source, files, model.card.preprocessing.image_size, limits):
         decoded = [image for _, image, _ in batch if image is not None]
         probs = iter(model.predict_proba(np.stack(decoded)) if decoded else [])
         for rel, image, reason in batch:
             if image is None:
-                writer.writerow([rel, "", *[""] * len(classes), reason])
-                counts["refused"][reason] += 1
+                rows.append([rel, "", *[""] * len(classes), reason])
                 continue
             p = next(probs)
             label = classes[int(metrics.predict_labels(p[None], spec.threshold, spec.positive)[0])]
-            writer.writerow([rel, label, *[f"{v:.6f}" for v in p], ""])
-            counts["predicted"][label] += 1
+            rows.append([rel, label, *[f"{v:.6f}" for v in p], ""])
         if progress is not None:
             progress(len(batch))
+    return rows
+
+
+def to_csv(classes: list[str], rows: list[Row]) -> tuple[str, dict]:
+    """The predictions CSV and its counts (predicted per class, refused per reason)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "predicted", *[f"p_{c}" for c in classes], "reason"])
+    writer.writerows(rows)
+    counts = {"predicted": Counter(r[1] for r in rows if not r[-1]), "refused": Counter(r[-1] for r in rows if r[-1])}
     return buffer.getvalue(), {k: dict(sorted(v.items())) for k, v in counts.items()}
+
+
+def predict_source(model: EnsembleModel, source: str, limits: Limits = Limits(),
+                   progress: Callable[[int], None] | None = None) -> tuple[str, dict]:
+    """CSV text with one row per file below ``source``, and counts; in this process."""
+    return to_csv(model.card.classes, predict_files(model, source, list_inputs(source), limits, progress))
+
+
+@ray.remote(num_cpus=1, max_retries=2)
+def _predict_task(model: EnsembleModel, source: str, files: list[tuple[str, int]], limits: Limits) -> list[Row]:
+    torch.set_num_threads(1)  # one core per task: tasks, not threads, share the machine
+    return predict_files(model, source, files, limits)
+
+
+def predict_on_ray(model: EnsembleModel, source: str, limits: Limits = Limits(),
+                   progress: Callable[[int], None] | None = None, chunk: int | None = None) -> tuple[str, dict]:
+    """Like ``predict_source``, with the files split into chunks (``chunk`` files each; default
+    about four a CPU) decoded and predicted by Ray tasks across the cluster; rows in path order."""
+    ensure_ray()
+    files = list_inputs(source)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    chunk = chunk or min(MAX_CHUNK, max(BATCH, math.ceil(len(files) / (4 * cpus))))
+    model_ref = ray.put(model)
+    futures = [_predict_task.remote(model_ref, source, files[i : i + chunk], limits) for i in range(0, len(files), chunk)]
+    parts: dict[ray.ObjectRef, list[Row]] = {}
+    pending = list(futures)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        parts[done[0]] = ray.get(done[0])
+        if progress is not None:
+            progress(len(parts[done[0]]))
+    return to_csv(model.card.classes, [row for future in futures for row in parts[future]])

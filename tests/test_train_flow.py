@@ -18,6 +18,7 @@ from flows.train import TrainParams, train_flow
 from tasks import model_store, storage
 from tasks.config import RunConfig
 from tasks.model_store import EnsembleModel
+from tasks.predict import predict_on_ray, predict_source
 from tasks.runs import RunMismatchError
 from tasks.train_ray import load_split
 from tests.conftest import latest_artifact
@@ -154,3 +155,15 @@ def test_predict_round_trip_with_model_and_source_on_s3(evaluated, s3_endpoint):
     local = root / "pred-local.csv"
     predict_flow(PredictParams(model=train.run, source=str(root / "src"), out=str(local)))
     assert _rows(storage.read_bytes(remote.out).decode()) == _rows(local.read_text())
+
+
+def test_predict_on_ray_matches_prediction_in_one_process(evaluated):
+    """Files split over several Ray tasks come back as the same rows, in the same order."""
+    root, train, _ = evaluated
+    model, source = EnsembleModel.load(train.run), str(root / "src")
+    (spread, spread_counts), (local, local_counts) = predict_on_ray(model, source, chunk=7), predict_source(model, source)
+    assert spread_counts == local_counts and sum(local_counts["predicted"].values()) > 7 * 3  # several chunks
+    rows, expected = list(csv.reader(io.StringIO(spread))), list(csv.reader(io.StringIO(local)))
+    assert [r[:2] + r[-1:] for r in rows] == [r[:2] + r[-1:] for r in expected]  # path, predicted, reason
+    for row, want in zip(rows[1:], expected[1:], strict=True):
+        assert [float(v or 0) for v in row[2:-1]] == pytest.approx([float(v or 0) for v in want[2:-1]], abs=1e-5)
