@@ -13,7 +13,7 @@ from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
 from tasks import storage
 from tasks.model_store import EnsembleModel
-from tasks.predict import predict_on_ray
+from tasks.predict import predict
 
 
 class PredictParams(BaseModel):
@@ -30,7 +30,7 @@ def load_model(params: PredictParams) -> EnsembleModel:
 @task(**QUIET)
 def predict_files(params: PredictParams, model: EnsembleModel) -> tuple[str, dict]:
     with tqdm(unit="file", desc="predicting", disable=not sys.stderr.isatty()) as bar:
-        return predict_on_ray(model, params.source, progress=bar.update)
+        return predict(model, params.source, progress=bar.update)
 
 
 @task(**IO_RETRIES, **QUIET)

@@ -89,14 +89,20 @@ def test_training_spreads_one_worker_per_node_with_data_on_s3(tmp_path, two_node
         [medflow, "train", "--dataset", "s3://medflow-cluster/ds", "--run", "s3://medflow-cluster/run",
          "--config", str(tmp_path / "run.yaml")],
         [medflow, "evaluate", "--run", "s3://medflow-cluster/run"],  # val/test streamed from s3, report written there
+        [medflow, "predict", "--model", "s3://medflow-cluster/run", "s3://medflow-cluster/source",  # Ray tasks on the cluster
+         "--out", "s3://medflow-cluster/pred.csv"],
     ]
+    commands_out = []
     for command in commands:
         run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
         assert run.returncode == 0, run.stderr[-3000:]
+        commands_out.append(run.stdout)
     assert os.path.exists(labels)
     record = model_store.read_json("s3://medflow-cluster/run/model/members/member-0.json")
     assert len(set(record["worker_nodes"])) == 2  # rank 0 and rank 1 ran on different nodes
     assert record["epochs_run"] == 2
     assert fs.glob("medflow-cluster/run/checkpoints/member-0/checkpoint_*/state.pt")  # checkpoints on s3
     assert fs.exists("medflow-cluster/run/report/index.html") and fs.exists("medflow-cluster/run/metrics.json")
-    assert "test: AUC" in run.stdout
+    assert "test: AUC" in commands_out[2]
+    predictions = storage.read_bytes("s3://medflow-cluster/pred.csv").decode().splitlines()
+    assert len(predictions) == 1 + len(fs.find("medflow-cluster/source"))  # a row for every file, labels CSV included
