@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
 from tasks import report, runs, storage
-from tasks.evaluate import ENSEMBLE, evaluate, read_plots
+from tasks.evaluate import ENSEMBLE, evaluate
 
 
 class EvaluateParams(BaseModel):
@@ -18,7 +18,7 @@ class EvaluateParams(BaseModel):
 
 
 @task(**IO_RETRIES, **QUIET)
-def evaluate_run(params: EvaluateParams) -> dict:
+def evaluate_run(params: EvaluateParams) -> tuple[dict, dict[str, bytes]]:
     return evaluate(*runs.load(params.run))
 
 
@@ -39,9 +39,9 @@ def publish_artifacts(doc: dict, report_uri: str, plots: dict[str, bytes]) -> No
 @flow(name="evaluate", log_prints=False)
 def evaluate_flow(params: EvaluateParams) -> dict:
     """Fit the ensemble on validation, score every model on val and test, write the report."""
-    doc = evaluate_run(params)
+    doc, plots = evaluate_run(params)
     report_uri = storage.join(params.run, "report", "index.html")
-    publish_artifacts(doc, report_uri, read_plots(params.run))
+    publish_artifacts(doc, report_uri, plots)
     test = doc["results"][ENSEMBLE]["test"]["point"]
     get_run_logger().info("ensemble (%s) test AUC %.3f, accuracy %.3f at the operating point", doc["ensemble"]["combiner"],
                           test["auc"], test["accuracy_at_op"])

@@ -16,7 +16,6 @@ from tasks.runs import METRICS_FILE, RunInfo
 from tasks.samples import Streamed
 
 ENSEMBLE = "ensemble"
-PLOTS = ("roc_test.png", "confusion_test.png", "reliability_test.png", "training_curves.png")  # written by _plots
 
 
 def score(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int, threshold: float) -> dict:
@@ -42,9 +41,10 @@ def score_all(jobs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarr
     return results
 
 
-def evaluate(info: RunInfo, config: RunConfig, lineage: dict) -> dict:
+def evaluate(info: RunInfo, config: RunConfig, lineage: dict) -> tuple[dict, dict[str, bytes]]:
     """Fit the ensemble on validation, score everything, update the model card, write the report.
-    Returns the metrics document (also written to ``RUN_URI/metrics.json``)."""
+    Returns the metrics document (also written to ``RUN_URI/metrics.json``) and the report's PNG
+    plots by file name (also written to ``RUN_URI/report/``)."""
     model_uri = storage.join(info.run, "model")
     model = EnsembleModel.load(model_uri)
     evaluation = config.evaluation
@@ -79,7 +79,7 @@ def evaluate(info: RunInfo, config: RunConfig, lineage: dict) -> dict:
     test = splits["test"]
     plots = _plots(doc, probs, test, weights["test"], positive, model)
     write_report(info.run, doc, plots)
-    return doc
+    return doc, plots
 
 
 def _plots(doc: dict, probs: dict, test: Streamed, weights: np.ndarray, positive: int, model: EnsembleModel) -> dict[str, bytes]:
@@ -99,12 +99,6 @@ def _plots(doc: dict, probs: dict, test: Streamed, weights: np.ndarray, positive
                for m in model.card.members]
     plots["training_curves.png"] = report.curves_plot(records)
     return plots
-
-
-def read_plots(run_uri: str) -> dict[str, bytes]:
-    """The report's PNG plots, by file name, in the report's order (ROC only for binary tasks)."""
-    uris = {name: storage.join(run_uri, "report", name) for name in PLOTS}
-    return {name: storage.read_bytes(uri) for name, uri in uris.items() if storage.exists(uri)}
 
 
 def write_report(run_uri: str, doc: dict, plots: dict[str, bytes]) -> str:
