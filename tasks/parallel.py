@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import ray
 from ray.exceptions import RayError
@@ -19,13 +20,23 @@ from tasks.ingest import BatchResult, KnownDigests, process_batch
 from tasks.labels import Item
 
 CONNECT_ATTEMPTS = 3
+T = TypeVar("T")
+
+
+def cluster_address() -> str | None:
+    """``RAY_ADDRESS``: a Ray cluster to join; None is the embedded default (a local Ray)."""
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def cluster_cpus() -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def ensure_ray() -> None:
     """Connect to ``RAY_ADDRESS`` when set, else start a local Ray on this machine's cores."""
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS")
+    address = cluster_address()
     kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
         import tasks
@@ -79,12 +90,12 @@ def decode_all(
     if not items:
         return Decoded()
     ensure_ray()
-    workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    workers = cluster_cpus()
     size = batch_size_for(len(items), workers)
     known_ref = ray.put(known_sha)
     key_ref = ray.put(key)
     decoded = Decoded()
-    for batch, (meta_ref, table_ref) in _bounded(
+    for batch, (meta_ref, table_ref) in bounded(
         (items[i : i + size] for i in range(0, len(items), size)),
         lambda batch: _batch_task.remote(source, batch, known_ref, key_ref, image_size, limits),
         in_flight=2 * workers,
@@ -97,9 +108,10 @@ def decode_all(
     return decoded
 
 
-def _bounded(batches: Iterator[list[Item]], submit: Callable, in_flight: int) -> Iterator[tuple[list[Item], tuple]]:
-    """Submit lazily, keep at most ``in_flight`` tasks running, yield as they finish."""
-    pending: dict[ray.ObjectRef, tuple[list[Item], tuple]] = {}
+def bounded(batches: Iterator[T], submit: Callable[[T], tuple], in_flight: int) -> Iterator[tuple[T, tuple]]:
+    """Submit lazily (``submit`` returns a task's object refs), keep at most ``in_flight`` tasks
+    running, yield (batch, refs) as they finish."""
+    pending: dict[ray.ObjectRef, tuple[T, tuple]] = {}
     exhausted = False
     while pending or not exhausted:
         while not exhausted and len(pending) < in_flight:

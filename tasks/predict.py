@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -24,7 +22,7 @@ from tasks.dicom import Limits, Rejection, decode
 from tasks.ingest import read_source
 from tasks.labels import PathGuard
 from tasks.model_store import EnsembleModel
-from tasks.parallel import ensure_ray
+from tasks.parallel import batch_size_for, bounded, cluster_address, cluster_cpus, ensure_ray
 
 BATCH = 64
 MAX_CHUNK = 1024  # files per Ray task, at most
@@ -112,23 +110,25 @@ def predict_on_ray(model: EnsembleModel, source: str, limits: Limits = Limits(),
     about four a CPU) decoded and predicted by Ray tasks across the cluster; rows in path order."""
     ensure_ray()
     files = list_inputs(source)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    chunk = chunk or min(MAX_CHUNK, max(BATCH, math.ceil(len(files) / (4 * cpus))))
+    cpus = cluster_cpus()
+    chunk = chunk or batch_size_for(len(files), cpus, largest=MAX_CHUNK, smallest=BATCH)
     model_ref = ray.put(model)
-    futures = [_predict_task.remote(model_ref, source, files[i : i + chunk], limits) for i in range(0, len(files), chunk)]
-    parts: dict[ray.ObjectRef, list[Row]] = {}
-    pending = list(futures)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        parts[done[0]] = ray.get(done[0])
+    starts = range(0, len(files), chunk)
+    rows: dict[int, list[Row]] = {}
+
+    def submit(start: int) -> tuple:
+        return (_predict_task.remote(model_ref, source, files[start : start + chunk], limits),)
+
+    for start, (ref,) in bounded(iter(starts), submit, in_flight=2 * cpus):
+        rows[start] = ray.get(ref)
         if progress is not None:
-            progress(len(parts[done[0]]))
-    return to_csv(model.card.classes, [row for future in futures for row in parts[future]])
+            progress(len(rows[start]))
+    return to_csv(model.card.classes, [row for start in starts for row in rows[start]])
 
 
 def predict(model: EnsembleModel, source: str, limits: Limits = Limits(),
             progress: Callable[[int], None] | None = None) -> tuple[str, dict]:
     """On a Ray cluster (``RAY_ADDRESS``) the files fan out over its CPUs; on the embedded default
     one process using torch's threads is faster (no worker start-up, no model transfer)."""
-    run = predict_on_ray if os.environ.get("RAY_ADDRESS") else predict_source
+    run = predict_on_ray if cluster_address() else predict_source
     return run(model, source, limits, progress)

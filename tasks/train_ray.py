@@ -21,7 +21,7 @@ from ray.train.torch import TorchTrainer, prepare_model
 
 from tasks import dataset, model_store, storage
 from tasks.config import MemberPlan, RunConfig
-from tasks.parallel import ensure_ray
+from tasks.parallel import cluster_address, ensure_ray
 from tasks.samples import Streamed, binary_views
 from tasks.train_loop import Distributed, TrainConfig, fit
 
@@ -217,7 +217,7 @@ class ClusterTooSmallError(ValueError):
 def check_room(config: RunConfig) -> None:
     """Refuse, before anything starts, a member that a local Ray can never place. On a cluster
     (``RAY_ADDRESS``) an autoscaler may add nodes, so there the member waits instead."""
-    if os.environ.get("RAY_ADDRESS"):
+    if cluster_address():
         return
     have = ray.cluster_resources()
     need = {"CPUs (workers x cpus_per_worker)": ("CPU", config.workers * config.cpus_per_worker)}
