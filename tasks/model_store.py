@@ -11,7 +11,7 @@ import io
 import json
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,15 +120,9 @@ class EnsembleModel:
             probs = (probs + torch.softmax(net(torch.flip(x, dims=[3])), dim=1)) / 2
         return probs.numpy()
 
-    def predict_proba(self, images: np.ndarray | Iterable[np.ndarray], batch_size: int = 256) -> np.ndarray:
-        """The ensemble's images x classes probabilities, for uint8 images (N x H x W) or batches of them."""
-        batches = _slices(images, batch_size) if isinstance(images, np.ndarray) else images
+    def predict_proba(self, batches: Iterable[np.ndarray]) -> np.ndarray:
+        """The ensemble's images x classes probabilities, for batches of uint8 images (each N x H x W)."""
         return combine(self.member_probs(batches), self.card.ensemble)
-
-
-def _slices(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(images), batch_size):
-        yield images[start : start + batch_size]
 
 
 def utc_now() -> str:

@@ -69,7 +69,7 @@ def predict_files(model: EnsembleModel, source: str, files: list[tuple[str, int]
     rows: list[Row] = []
     for batch in _batches(source, files, model.card.preprocessing.image_size, limits):
         decoded = [image for _, image, _ in batch if image is not None]
-        probs = iter(model.predict_proba(np.stack(decoded)) if decoded else [])
+        probs = iter(model.predict_proba([np.stack(decoded)]) if decoded else [])
         for rel, image, reason in batch:
             if image is None:
                 rows.append([rel, "", *[""] * len(classes), reason])

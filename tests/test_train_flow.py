@@ -115,8 +115,8 @@ def test_evaluate_publishes_prefect_artifacts(evaluated):
 def test_saved_and_loaded_model_predicts_identically(evaluated):
     root, train, _ = evaluated
     test = load_split(train.dataset, "test", ["abnormal", "normal"])
-    first = EnsembleModel.load(train.run).predict_proba(test.images)
-    second = EnsembleModel.load(str(root / "run" / "model")).predict_proba(test.images)
+    first = EnsembleModel.load(train.run).predict_proba([test.images])
+    second = EnsembleModel.load(str(root / "run" / "model")).predict_proba([test.images])
     np.testing.assert_array_equal(first, second)
 
 
