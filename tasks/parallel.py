@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayError, RayTaskError
 
 from tasks.dicom import Limits
 from tasks.ingest import BatchResult, KnownDigests, process_batch
@@ -21,6 +21,7 @@ from tasks.labels import Item
 
 CONNECT_ATTEMPTS = 3
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def cluster_address() -> str | None:
@@ -86,7 +87,7 @@ def decode_all(
     limits: Limits = Limits(),
     on_progress: Callable[[int], None] | None = None,
 ) -> Decoded:
-    """Decode every item on Ray; a batch whose worker crashes is redone one file per task."""
+    """Decode every item on Ray; a file whose decoder kills its worker is quarantined (``decode_failed``)."""
     if not items:
         return Decoded()
     ensure_ray()
@@ -95,12 +96,19 @@ def decode_all(
     known_ref = ray.put(known_sha)
     key_ref = ray.put(key)
     decoded = Decoded()
-    for batch, (meta_ref, table_ref) in bounded(
-        (items[i : i + size] for i in range(0, len(items), size)),
-        lambda batch: _batch_task.remote(source, batch, known_ref, key_ref, image_size, limits),
-        in_flight=2 * workers,
-    ):
-        for result, table in _collect(batch, meta_ref, table_ref, source, known_ref, key_ref, image_size, limits):
+
+    def submit(batch: list[Item], retries: int = 2) -> tuple:
+        return _batch_task.options(max_retries=retries).remote(source, batch, known_ref, key_ref, image_size, limits)
+
+    def fetch(refs: tuple) -> list[tuple[BatchResult, ray.ObjectRef]]:
+        return [(ray.get(refs[0]), refs[1])]
+
+    def crashed(item: Item) -> tuple[BatchResult, None]:
+        return BatchResult(table=None, rejects=[(item.index, "decode_failed", "decoder process crashed")]), None
+
+    batches = (items[i : i + size] for i in range(0, len(items), size))
+    for batch, refs in bounded(batches, submit, in_flight=2 * workers):
+        for result, table in isolate_crashes(batch, refs, fetch, lambda b: submit(b, retries=0), crashed):
             decoded.results.append(result)
             decoded.tables.append(table)
         if on_progress:
@@ -127,16 +135,19 @@ def bounded(batches: Iterator[T], submit: Callable[[T], tuple], in_flight: int) 
         yield pending.pop(done[0])
 
 
-def _collect(batch, meta_ref, table_ref, source, known_ref, key_ref, image_size, limits):
+def isolate_crashes(batch: list[T], refs: tuple, fetch: Callable[[tuple], list[R]],
+                    resubmit: Callable[[list[T]], tuple], crashed: Callable[[T], R]) -> list[R]:
+    """``fetch(refs)``: the results of ``batch``'s task. When its worker process died instead (a decoder
+    segfault, the memory monitor), the batch runs again in halves, both at once, down to single items:
+    only an item that kills its worker on its own becomes ``crashed(item)``. An exception raised by the
+    task's code is a bug, not bad input: it propagates."""
     try:
-        return [(ray.get(meta_ref), table_ref)]
+        return fetch(refs)
+    except RayTaskError:
+        raise
     except RayError:
         if len(batch) == 1:
-            item = batch[0]
-            crashed = BatchResult(table=None, rejects=[(item.index, "decode_failed", "decoder process crashed")])
-            return [(crashed, ray.put(None))]
-        out = []
-        for item in batch:
-            refs = _batch_task.options(max_retries=0).remote(source, [item], known_ref, key_ref, image_size, limits)
-            out.extend(_collect([item], *refs, source, known_ref, key_ref, image_size, limits))
-        return out
+            return [crashed(batch[0])]
+        halves = [batch[: len(batch) // 2], batch[len(batch) // 2 :]]
+        rerun = [(half, resubmit(half)) for half in halves]
+        return [r for half, half_refs in rerun for r in isolate_crashes(half, half_refs, fetch, resubmit, crashed)]

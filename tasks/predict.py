@@ -2,8 +2,8 @@
 
 Each file gets one CSV row ``path, predicted, p_<class>..., reason``: probabilities when it decoded,
 an empty prediction and a refusal reason when it did not. One bad file never stops the run.
-``predict`` spreads the files over Ray tasks on a cluster (``predict_on_ray``) and runs in this
-process otherwise (``predict_source``).
+``predict`` spreads the files over Ray tasks (``predict_on_ray``), so that a decoder which kills
+its process costs one row; ``predict_source`` is the same in this process, without that protection.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tasks.dicom import Limits, Rejection, decode
 from tasks.ingest import read_source
 from tasks.labels import PathGuard
 from tasks.model_store import EnsembleModel
-from tasks.parallel import batch_size_for, bounded, cluster_address, cluster_cpus, ensure_ray
+from tasks.parallel import batch_size_for, bounded, cluster_cpus, ensure_ray, isolate_crashes
 
 BATCH = 64
 MAX_CHUNK = 1024  # files per Ray task, at most
@@ -107,28 +107,33 @@ def _predict_task(model: EnsembleModel, source: str, files: list[tuple[str, int]
 def predict_on_ray(model: EnsembleModel, source: str, limits: Limits = Limits(),
                    progress: Callable[[int], None] | None = None, chunk: int | None = None) -> tuple[str, dict]:
     """Like ``predict_source``, with the files split into chunks (``chunk`` files each; default
-    about four a CPU) decoded and predicted by Ray tasks across the cluster; rows in path order."""
+    about four a CPU) decoded and predicted by Ray tasks; rows in path order. A file whose decoder
+    kills its worker process gets a ``decode_failed`` row; the other files of its chunk are predicted."""
     ensure_ray()
     files = list_inputs(source)
     cpus = cluster_cpus()
     chunk = chunk or batch_size_for(len(files), cpus, largest=MAX_CHUNK, smallest=BATCH)
     model_ref = ray.put(model)
-    starts = range(0, len(files), chunk)
+    empty = [""] * len(model.card.classes)
+
+    def submit(files: list[tuple[str, int]], retries: int = 2) -> tuple:
+        return (_predict_task.options(max_retries=retries).remote(model_ref, source, files, limits),)
+
+    def crashed(file: tuple[str, int]) -> Row:
+        return [file[0], "", *empty, "decode_failed"]
+
+    chunks = {start: files[start : start + chunk] for start in range(0, len(files), chunk)}
     rows: dict[int, list[Row]] = {}
-
-    def submit(start: int) -> tuple:
-        return (_predict_task.remote(model_ref, source, files[start : start + chunk], limits),)
-
-    for start, (ref,) in bounded(iter(starts), submit, in_flight=2 * cpus):
-        rows[start] = ray.get(ref)
+    for start, refs in bounded(iter(chunks), lambda start: submit(chunks[start]), in_flight=2 * cpus):
+        rows[start] = isolate_crashes(chunks[start], refs, lambda refs: ray.get(refs[0]),
+                                      lambda part: submit(part, retries=0), crashed)
         if progress is not None:
             progress(len(rows[start]))
-    return to_csv(model.card.classes, [row for start in starts for row in rows[start]])
+    return to_csv(model.card.classes, [row for start in chunks for row in rows[start]])
 
 
 def predict(model: EnsembleModel, source: str, limits: Limits = Limits(),
             progress: Callable[[int], None] | None = None) -> tuple[str, dict]:
-    """On a Ray cluster (``RAY_ADDRESS``) the files fan out over its CPUs; on the embedded default
-    one process using torch's threads is faster (no worker start-up, no model transfer)."""
-    run = predict_on_ray if cluster_address() else predict_source
-    return run(model, source, limits, progress)
+    """Every file below ``source`` predicted by Ray tasks (the local Ray, or ``RAY_ADDRESS``): a
+    decoder crash costs one row, not the run, and a cluster's CPUs share the work."""
+    return predict_on_ray(model, source, limits, progress)

@@ -38,13 +38,18 @@ def prefect_api():
         yield
 
 
-@pytest.fixture(scope="session")
-def ray_local(s3_endpoint):
+def start_local_ray(**kwargs):
     """A real local Ray with 2 CPUs (two worker processes); workers inherit the S3 environment."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _temp_dir=os.environ["RAY_TMPDIR"])
+             _temp_dir=os.environ["RAY_TMPDIR"], **kwargs)
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_endpoint):
+    ray = start_local_ray()
     yield ray
     ray.shutdown()
 
