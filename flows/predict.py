@@ -18,7 +18,7 @@ from tasks.predict import predict
 
 class PredictParams(BaseModel):
     model: Uri = Field(description="model folder, or a run folder holding model/ (path or s3://)")
-    source: Uri = Field(description="folder or s3:// prefix of DICOM files")
+    source: Uri = Field(description="folder or s3:// prefix of DICOM files, or one file")
     out: Uri = Field(description="predictions CSV (path or s3://); may hold source paths, so keep it with the source")
 
 

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predict every DICOM file below SOURCE")
     predict.add_argument("--model", required=True, help="model folder, run folder, or champion:<task>")
     predict.add_argument("--registry", help="registry for champion:<task> (default $MEDFLOW_REGISTRY or ./medflow-registry)")
-    predict.add_argument("source", help="folder or s3://bucket/prefix of DICOM files")
+    predict.add_argument("source", help="folder or s3://bucket/prefix of DICOM files, or one file")
     predict.add_argument("--out", required=True, help="CSV: path,predicted,p_<class>...,reason")
 
     run = sub.add_parser("run", help="the retraining pipeline: ingest -> train -> evaluate -> promote")

@@ -39,9 +39,14 @@ def decode_file(source: str, rel: str, size: int, image_size: int, guard: PathGu
 Row = list[str]
 
 
-def list_inputs(source: str) -> list[tuple[str, int]]:
-    """Every file below ``source`` as (relative path, size), in path order: the CSV's row order."""
-    return [(rel, size) for rel, size, _ in sorted(storage.list_files(source))]
+def list_inputs(source: str) -> tuple[str, list[tuple[str, int]]]:
+    """The folder the CSV's paths are relative to, and its files as (relative path, size) in path
+    order (the CSV's row order): every file below ``source``, or ``source`` alone when it is a file."""
+    size = storage.file_size(source)
+    if size is not None:
+        parent, name = storage.split_name(source)
+        return parent, [(name, size)]
+    return source, [(rel, size) for rel, size, _ in sorted(storage.list_files(source))]
 
 
 def _batches(source: str, files: list[tuple[str, int]], image_size: int,
@@ -94,8 +99,9 @@ def to_csv(classes: list[str], rows: list[Row]) -> tuple[str, dict]:
 
 def predict_source(model: EnsembleModel, source: str, limits: Limits = Limits(),
                    progress: Callable[[int], None] | None = None) -> tuple[str, dict]:
-    """CSV text with one row per file below ``source``, and counts; in this process."""
-    return to_csv(model.card.classes, predict_files(model, source, list_inputs(source), limits, progress))
+    """CSV text with one row per file below ``source`` (or for ``source``, a file), and counts; in this process."""
+    root, files = list_inputs(source)
+    return to_csv(model.card.classes, predict_files(model, root, files, limits, progress))
 
 
 @ray.remote(num_cpus=1, max_retries=2)
@@ -110,7 +116,7 @@ def predict_on_ray(model: EnsembleModel, source: str, limits: Limits = Limits(),
     about four a CPU) decoded and predicted by Ray tasks; rows in path order. A file whose decoder
     kills its worker process gets a ``decode_failed`` row; the other files of its chunk are predicted."""
     ensure_ray()
-    files = list_inputs(source)
+    source, files = list_inputs(source)
     cpus = cluster_cpus()
     chunk = chunk or batch_size_for(len(files), cpus, largest=MAX_CHUNK, smallest=BATCH)
     model_ref = ray.put(model)

@@ -107,6 +107,20 @@ def exists(uri: str) -> bool:
     return filesystem(uri).exists(strip_protocol(uri))
 
 
+def file_size(uri: str) -> int | None:
+    """The size of ``uri`` when it is one file; None when it is a folder (an S3 prefix) or missing."""
+    fs, path = filesystem(uri), strip_protocol(uri)
+    return int(fs.size(path)) if fs.isfile(path) else None
+
+
+def split_name(uri: str) -> tuple[str, str]:
+    """(parent, name) of a path or ``s3://`` URI."""
+    if not is_remote(uri):
+        return os.path.split(local_path(uri))
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    return parent, name
+
+
 def write_bytes_atomic(uri: str, data: bytes) -> None:
     """Publish ``data`` at ``uri`` so that a reader sees the old object or the new, never half.
 

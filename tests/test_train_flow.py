@@ -167,3 +167,19 @@ def test_predict_on_ray_matches_prediction_in_one_process(evaluated):
     assert [r[:2] + r[-1:] for r in rows] == [r[:2] + r[-1:] for r in expected]  # path, predicted, reason
     for row, want in zip(rows[1:], expected[1:], strict=True):
         assert [float(v or 0) for v in row[2:-1]] == pytest.approx([float(v or 0) for v in want[2:-1]], abs=1e-5)
+
+
+def test_a_single_file_as_source_is_predicted(evaluated, s3_endpoint):
+    """SOURCE may be one file (its row's path is the file name), locally and on S3."""
+    root, train, _ = evaluated
+    model, source = EnsembleModel.load(train.run), root / "src"
+    folder = _rows(predict_source(model, str(source))[0])
+    rel = next(p for p, r in folder.items() if not r["reason"])
+    name = rel.rsplit("/", 1)[-1]
+    local, counts = predict_source(model, str(source / rel))
+    assert _rows(local) == {name: {**folder[rel], "path": name}} and sum(counts["predicted"].values()) == 1
+    fs = storage.filesystem("s3://")
+    if not fs.exists("medflow-single"):
+        fs.mkdir("medflow-single")
+    fs.put(str(source / rel), f"medflow-single/in/{name}")
+    assert predict_on_ray(model, f"s3://medflow-single/in/{name}")[0] == local
