@@ -50,7 +50,7 @@ def main() -> None:
 
     from tasks.model_store import EnsembleModel
     from tasks.parallel import ensure_ray
-    from tasks.predict import predict_on_ray, predict_source
+    from tasks.predict import predict, predict_source
 
     source = args.source
     if source is None:
@@ -64,7 +64,7 @@ def main() -> None:
     print(f"Ray start: {time.perf_counter() - t0:.2f} s; {os.cpu_count()} CPUs; {len(model.networks)} members")
     seconds: dict[str, list[float]] = {"one process": [], "Ray tasks": []}
     for _ in range(args.rounds):
-        for name, run in (("one process", predict_source), ("Ray tasks", predict_on_ray)):
+        for name, run in (("one process", predict_source), ("Ray tasks", predict)):
             t0 = time.perf_counter()
             _, counts = run(model, source)
             seconds[name].append(time.perf_counter() - t0)

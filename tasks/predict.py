@@ -2,8 +2,8 @@
 
 Each file gets one CSV row ``path, predicted, p_<class>..., reason``: probabilities when it decoded,
 an empty prediction and a refusal reason when it did not. One bad file never stops the run.
-``predict`` spreads the files over Ray tasks (``predict_on_ray``), so that a decoder which kills
-its process costs one row; ``predict_source`` is the same in this process, without that protection.
+``predict`` spreads the files over Ray tasks, so that a decoder which kills its process costs one
+row; ``predict_source`` is the same in this process, without that protection.
 """
 
 from __future__ import annotations
@@ -110,11 +110,12 @@ def _predict_task(model: EnsembleModel, source: str, files: list[tuple[str, int]
     return predict_files(model, source, files, limits)
 
 
-def predict_on_ray(model: EnsembleModel, source: str, limits: Limits = Limits(),
-                   progress: Callable[[int], None] | None = None, chunk: int | None = None) -> tuple[str, dict]:
+def predict(model: EnsembleModel, source: str, limits: Limits = Limits(),
+            progress: Callable[[int], None] | None = None, chunk: int | None = None) -> tuple[str, dict]:
     """Like ``predict_source``, with the files split into chunks (``chunk`` files each; default
-    about four a CPU) decoded and predicted by Ray tasks; rows in path order. A file whose decoder
-    kills its worker process gets a ``decode_failed`` row; the other files of its chunk are predicted."""
+    about four a CPU) decoded and predicted by Ray tasks on the local Ray or ``RAY_ADDRESS``'s
+    cluster; rows in path order. A file whose decoder kills its worker process gets a
+    ``decode_failed`` row; the other files of its chunk are predicted."""
     ensure_ray()
     source, files = list_inputs(source)
     cpus = cluster_cpus()
@@ -137,9 +138,3 @@ def predict_on_ray(model: EnsembleModel, source: str, limits: Limits = Limits(),
             progress(len(rows[start]))
     return to_csv(model.card.classes, [row for start in chunks for row in rows[start]])
 
-
-def predict(model: EnsembleModel, source: str, limits: Limits = Limits(),
-            progress: Callable[[int], None] | None = None) -> tuple[str, dict]:
-    """Every file below ``source`` predicted by Ray tasks (the local Ray, or ``RAY_ADDRESS``): a
-    decoder crash costs one row, not the run, and a cluster's CPUs share the work."""
-    return predict_on_ray(model, source, limits, progress)

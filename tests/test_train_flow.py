@@ -18,7 +18,7 @@ from flows.train import TrainParams, train_flow
 from tasks import model_store, storage
 from tasks.config import RunConfig
 from tasks.model_store import EnsembleModel
-from tasks.predict import predict_on_ray, predict_source
+from tasks.predict import predict, predict_source
 from tasks.runs import RunMismatchError
 from tasks.train_ray import load_split
 from tests.conftest import latest_artifact
@@ -161,7 +161,7 @@ def test_predict_on_ray_matches_prediction_in_one_process(evaluated):
     """Files split over several Ray tasks come back as the same rows, in the same order."""
     root, train, _ = evaluated
     model, source = EnsembleModel.load(train.run), str(root / "src")
-    (spread, spread_counts), (local, local_counts) = predict_on_ray(model, source, chunk=7), predict_source(model, source)
+    (spread, spread_counts), (local, local_counts) = predict(model, source, chunk=7), predict_source(model, source)
     assert spread_counts == local_counts and sum(local_counts["predicted"].values()) > 7 * 3  # several chunks
     rows, expected = list(csv.reader(io.StringIO(spread))), list(csv.reader(io.StringIO(local)))
     assert [r[:2] + r[-1:] for r in rows] == [r[:2] + r[-1:] for r in expected]  # path, predicted, reason
@@ -182,4 +182,4 @@ def test_a_single_file_as_source_is_predicted(evaluated, s3_endpoint):
     if not fs.exists("medflow-single"):
         fs.mkdir("medflow-single")
     fs.put(str(source / rel), f"medflow-single/in/{name}")
-    assert predict_on_ray(model, f"s3://medflow-single/in/{name}")[0] == local
+    assert predict(model, f"s3://medflow-single/in/{name}")[0] == local
