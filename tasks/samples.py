@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from tasks import dataset, storage
+from tasks import storage
 from tasks.augment import AugmentConfig, Augmenter
 
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # fixed normalisation of 8-bit display pixels scaled to [0, 1]
@@ -139,6 +139,8 @@ class Streamed(Samples):
 
     def __init__(self, uri: str, split: str, classes: list[str], version: int | None = None,
                  bagging_seed: int | None = None, shuffle_buffer: int = 2048, patients: bool = False) -> None:
+        from tasks import dataset  # here, not at the top: InMemory runs on a GPU box without deltalake
+
         index = {name: i for i, name in enumerate(classes)}
         self.fragments: list[tuple[str, int]] = []  # (data file URI, row group)
         fragment_of, offset_of, labels, patient_keys = [], [], [], []
