@@ -39,6 +39,11 @@ def decode_file(source: str, rel: str, size: int, image_size: int, guard: PathGu
 Row = list[str]
 
 
+def refused_row(rel: str, classes: list[str], reason: str) -> Row:
+    """A file that got no prediction: empty label and probabilities, and why."""
+    return [rel, "", *[""] * len(classes), reason]
+
+
 def list_inputs(source: str) -> tuple[str, list[tuple[str, int]]]:
     """The folder the CSV's paths are relative to, and its files as (relative path, size) in path
     order (the CSV's row order): every file below ``source``, or ``source`` alone when it is a file."""
@@ -77,7 +82,7 @@ def predict_files(model: EnsembleModel, source: str, files: list[tuple[str, int]
         probs = iter(model.predict_proba([np.stack(decoded)]) if decoded else [])
         for rel, image, reason in batch:
             if image is None:
-                rows.append([rel, "", *[""] * len(classes), reason])
+                rows.append(refused_row(rel, classes, reason))
                 continue
             p = next(probs)
             label = classes[int(metrics.predict_labels(p[None], spec.threshold, spec.positive)[0])]
@@ -121,13 +126,12 @@ def predict(model: EnsembleModel, source: str, limits: Limits = Limits(),
     cpus = cluster_cpus()
     chunk = chunk or batch_size_for(len(files), cpus, largest=MAX_CHUNK, smallest=BATCH)
     model_ref = ray.put(model)
-    empty = [""] * len(model.card.classes)
 
     def submit(files: list[tuple[str, int]], retries: int = 2) -> tuple:
         return (_predict_task.options(max_retries=retries).remote(model_ref, source, files, limits),)
 
     def crashed(file: tuple[str, int]) -> Row:
-        return [file[0], "", *empty, "decode_failed"]
+        return refused_row(file[0], model.card.classes, "decode_failed")
 
     chunks = {start: files[start : start + chunk] for start in range(0, len(files), chunk)}
     rows: dict[int, list[Row]] = {}
