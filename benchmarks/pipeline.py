@@ -56,7 +56,7 @@ def main() -> None:
 
     from flows.pipeline import PipelineParams, retrain_flow
     from medflow.commands import start_services
-    from tasks.synthetic import write_corpus
+    from medflow.synthetic import write_corpus
 
     work = tempfile.mkdtemp(prefix="medflow-pipeline-bench-")
     labels = write_corpus(os.path.join(work, "src"), n_patients=args.patients, images_per_patient=args.images_per_patient,

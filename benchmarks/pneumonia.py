@@ -9,7 +9,7 @@ import os
 import cv2
 import numpy as np
 
-from tasks import synthetic
+from medflow import synthetic
 
 DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "pneumoniamnist.npz")
 CLASSES = ("normal", "pneumonia")

@@ -23,11 +23,11 @@ from benchmarks.pneumonia import DEFAULT_DATA, load, write_corpus  # noqa: E402
 
 def untrained_default_model(image_size: int):
     """The default configuration's ensemble (architectures, member count), freshly initialised."""
-    from tasks.config import RunConfig
-    from tasks.model_store import EnsembleModel, Member, ModelCard, Preprocessing
-    from tasks.models import build_model
+    from tasks.model.architectures import build_model
+    from tasks.model.config import EnsembleConfig
+    from tasks.model.store import EnsembleModel, Member, ModelCard, Preprocessing
 
-    plans = RunConfig().plans()
+    plans = EnsembleConfig().plans()
     card = ModelCard(classes=["normal", "pneumonia"], preprocessing=Preprocessing(image_size=image_size),
                      members=[Member(name=p.name, architecture=p.architecture, seed=p.seed, file=f"{p.name}.pt")
                               for p in plans])
@@ -48,9 +48,9 @@ def main() -> None:
     _environment_defaults()
     import numpy as np
 
-    from tasks.model_store import EnsembleModel
-    from tasks.parallel import ensure_ray
-    from tasks.predict import predict, predict_source
+    from tasks.core.cluster import ensure_ray
+    from tasks.model.store import EnsembleModel
+    from tasks.serve.predict import predict, predict_source
 
     source = args.source
     if source is None:

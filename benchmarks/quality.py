@@ -48,7 +48,7 @@ def main() -> None:
     from flows.predict import PredictParams, predict_flow
     from flows.train import TrainParams, train_flow
     from medflow.commands import start_services
-    from tasks.config import load_config
+    from tasks.model.config import load_config
 
     work = args.work or tempfile.mkdtemp(prefix="medflow-quality-")
     source, times = os.path.join(work, "source"), {}

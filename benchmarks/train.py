@@ -43,7 +43,7 @@ class PixelDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        from tasks.samples import network_input
+        from tasks.data.samples import network_input
 
         image = self.augment(self.images[i]) if self.augment is not None else self.images[i]
         return network_input(image).unsqueeze(0), int(self.labels[i])
@@ -51,9 +51,9 @@ class PixelDataset(Dataset):
 
 def plain_epochs(config, train, val, epochs: int, threads: int) -> list[float]:
     """The simplest single-process loop doing the same work; returns each epoch's start time."""
-    from tasks.augment import Augmenter
-    from tasks.models import build_model
-    from tasks.train_loop import class_weights
+    from tasks.model.architectures import build_model
+    from tasks.train.augment import Augmenter
+    from tasks.train.loop import class_weights
 
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
@@ -93,9 +93,9 @@ def compare(args: argparse.Namespace) -> None:
     from flows.ingest import IngestParams, ingest_flow
     from flows.train import TrainParams, train_flow
     from medflow.commands import start_services
-    from tasks import model_store, storage
-    from tasks.config import RunConfig
-    from tasks.train_ray import load_split
+    from tasks.core import records, storage
+    from tasks.data.samples import load_split
+    from tasks.model.config import EnsembleConfig
 
     work = tempfile.mkdtemp(prefix="medflow-train-bench-")
     images, labels, splits = load(args.data, None)
@@ -106,7 +106,7 @@ def compare(args: argparse.Namespace) -> None:
     ingest = IngestParams(source=os.path.join(work, "source"), labels=os.path.join(work, "source", "labels.csv"),
                           dataset=os.path.join(work, "dataset"), rejects=os.path.join(work, "rejects.csv"), image_size=28)
     ingest_flow(ingest)
-    config = RunConfig.model_validate({
+    config = EnsembleConfig.model_validate({
         "members": 1, "architectures": [args.model], "workers": 1, "cpus_per_worker": args.threads,
         "train": {"epochs": args.epochs, "early_stopping_patience": args.epochs, "num_threads": args.threads}})
     member = config.member_config(config.plans()[0])
@@ -117,7 +117,7 @@ def compare(args: argparse.Namespace) -> None:
     plain = epoch_times(plain_epochs(member, train, val, args.epochs, args.threads))
     run = os.path.join(work, "run")
     train_flow(TrainParams(dataset=ingest.dataset, run=run, config=config))
-    record = model_store.read_json(storage.join(run, "model", "members", "member-0.json"))
+    record = records.read_json(storage.join(run, "model", "members", "member-0.json"))
     medflow = epoch_times([h["epoch_started"] for h in record["history"]])
     plain += epoch_times(plain_epochs(member, train, val, args.epochs, args.threads))
     m, p = statistics.median(medflow), statistics.median(plain)
@@ -130,16 +130,19 @@ def compare(args: argparse.Namespace) -> None:
 
 def throughput(args: argparse.Namespace) -> None:
     """Images/s of train_epoch with the project's dataset, augmentation and loader; no Ray."""
-    from tasks.augment import AugmentConfig
-    from tasks.models import build_model
-    from tasks.samples import InMemory, Share
-    from tasks.train_loop import train_epoch
+    from functools import partial
+
+    from tasks.data.samples import InMemory, Share
+    from tasks.model.architectures import build_model
+    from tasks.model.config import AugmentConfig
+    from tasks.train.augment import Augmenter
+    from tasks.train.loop import train_epoch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     n = args.batch * args.steps
     rng = np.random.default_rng(0)
     samples = InMemory(rng.integers(0, 256, (n, args.size, args.size), dtype=np.uint8), rng.integers(0, 2, n))
-    loader = samples.loader(Share(epoch=0, rank=0, world=1, train=True), args.batch, 0, AugmentConfig(),
+    loader = samples.loader(Share(epoch=0, rank=0, world=1, train=True), args.batch, 0, partial(Augmenter, AugmentConfig()),
                             args.loader_workers, pin_memory=device.type == "cuda")
     model = build_model(args.model, 2, args.size).to(device)
     if device.type == "cuda":

@@ -9,8 +9,10 @@ from pydantic import BaseModel, Field
 
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
-from tasks import report, runs, storage
-from tasks.evaluate import ENSEMBLE, evaluate
+from tasks.core import storage
+from tasks.evaluate import report
+from tasks.evaluate.evaluation import ENSEMBLE, evaluate
+from tasks.model import runs
 
 
 class EvaluateParams(BaseModel):

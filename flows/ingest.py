@@ -13,14 +13,15 @@ from tqdm import tqdm
 
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
-from tasks import dataset, deid, fingerprints
-from tasks.dicom import Limits
-from tasks.ingest import KnownDigests
-from tasks.labels import Plan, plan
-from tasks.parallel import Decoded, decode_all
-from tasks.publish import publish_version, write_rejects
-from tasks.reconcile import Outcome, reconcile
-from tasks.splits import SplitFractions, audit
+from tasks.data import dataset
+from tasks.data.splits import SplitFractions, audit
+from tasks.dicom.header import Limits
+from tasks.ingest import deid, fingerprints
+from tasks.ingest.batch import KnownDigests
+from tasks.ingest.decode import Decoded, decode_all
+from tasks.ingest.labels import Plan, plan
+from tasks.ingest.publish import publish_version, write_rejects
+from tasks.ingest.reconcile import Outcome, reconcile
 
 
 class IngestParams(BaseModel):

@@ -13,8 +13,11 @@ from flows.ingest import IngestParams, ingest_flow
 from flows.retry import IO_RETRIES, QUIET
 from flows.train import TrainParams, train_flow
 from flows.uris import Uri
-from tasks import dataset, promotion, runs, storage
-from tasks.config import RunConfig
+from tasks.core import storage
+from tasks.data import dataset
+from tasks.model import runs
+from tasks.model.config import EnsembleConfig
+from tasks.serve import promotion
 
 
 class PipelineParams(BaseModel):
@@ -28,12 +31,12 @@ class PipelineParams(BaseModel):
     registry: Uri = Field(description="model registry (path or s3://): the champion pointer per task")
     task: str = Field("default", description="name of the prediction task: one champion per task")
     image_size: int = Field(128, ge=8, le=2048)
-    config: RunConfig = Field(default_factory=RunConfig, description="training and evaluation")
+    config: EnsembleConfig = Field(default_factory=EnsembleConfig, description="training and evaluation")
     promotion_margin: float = Field(0.0, description="promote only if the lower 95% bound of the AUC gain exceeds this")
     force_retrain: bool = Field(False, description="train even if this dataset version and config were trained already")
 
 
-def config_digest(config: RunConfig) -> str:
+def config_digest(config: EnsembleConfig) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:10]
 
 

@@ -11,9 +11,9 @@ from tqdm import tqdm
 
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
-from tasks import storage
-from tasks.model_store import EnsembleModel
-from tasks.predict import predict
+from tasks.core import storage
+from tasks.model.store import EnsembleModel
+from tasks.serve.predict import predict
 
 
 class PredictParams(BaseModel):

@@ -7,10 +7,10 @@ from pydantic import BaseModel, Field
 
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
-from tasks import runs
-from tasks.config import RunConfig
-from tasks.runs import RunInfo
-from tasks.train_ray import train_members
+from tasks.model import runs
+from tasks.model.config import EnsembleConfig
+from tasks.model.runs import RunInfo
+from tasks.train.members import train_members
 
 
 class TrainParams(BaseModel):
@@ -19,7 +19,7 @@ class TrainParams(BaseModel):
     dataset: Uri = Field(description="dataset location (path or s3://)")
     run: Uri = Field(description="run folder (path or s3://): checkpoints, model, metrics, report")
     version: int | None = Field(None, description="dataset version; default the latest (a resumed run keeps its own)")
-    config: RunConfig = Field(default_factory=RunConfig)
+    config: EnsembleConfig = Field(default_factory=EnsembleConfig)
 
 
 @task(**IO_RETRIES, **QUIET)

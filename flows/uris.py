@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from tasks import storage
+from tasks.core import storage
 
 # A path or s3:// URI, stored normalised: local paths made absolute (Ray workers and Prefect workers
 # do not share the caller's working directory), no trailing slash.

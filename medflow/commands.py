@@ -14,10 +14,12 @@ import threading
 from pydantic import ValidationError
 
 from flows.ingest import IngestParams, ingest_flow
-from tasks import dataset, deid, storage
-from tasks.labels import LabelsError, read_labels
-from tasks.parallel import ensure_ray
-from tasks.splits import SplitLeakageError
+from tasks.core import storage
+from tasks.core.cluster import ensure_ray
+from tasks.data import dataset
+from tasks.data.splits import SplitLeakageError
+from tasks.ingest import deid
+from tasks.ingest.labels import LabelsError, read_labels
 
 CONFIGURATION_ERRORS = (  # one line on stderr, exit code 2 (RegistryError is a ValueError)
     LabelsError,

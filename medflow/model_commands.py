@@ -12,11 +12,16 @@ from flows.pipeline import PipelineParams, config_digest, retrain_flow
 from flows.predict import PredictParams, predict_flow
 from flows.train import TrainParams, train_flow
 from medflow.commands import print_ingest_summary, start_services
-from tasks import dataset, deid, promotion, registry, report, storage
-from tasks.config import RunConfig, load_config
-from tasks.labels import read_labels
-from tasks.synthetic import write_corpus
-from tasks.train_ray import check_room
+from medflow.synthetic import write_corpus
+from tasks.core import storage
+from tasks.data import dataset
+from tasks.evaluate import report
+from tasks.ingest import deid
+from tasks.ingest.labels import read_labels
+from tasks.model.config import EnsembleConfig, load_config
+from tasks.serve import model_registry as registry
+from tasks.serve import promotion
+from tasks.train.members import check_room
 
 
 def train(args: argparse.Namespace) -> int:
@@ -65,7 +70,7 @@ def predict(args: argparse.Namespace) -> int:
     params = PredictParams(model=registry.resolve_model(args.model, args.registry), source=args.source, out=args.out)
     if not storage.exists(params.source):
         raise ValueError(f"source not found: {params.source}")
-    from tasks.model_store import resolve
+    from tasks.model.store import resolve
 
     resolve(params.model)  # a missing model is a one-line error before any flow starts
     start_services()
@@ -151,7 +156,7 @@ def demo(args: argparse.Namespace) -> int:
                           dataset=os.path.join(out, "dataset"), rejects=os.path.join(out, "rejects.csv"))
     start_services()
     print_ingest_summary(ingest_flow(params), params)
-    config = RunConfig.model_validate({"members": 3, "architectures": ["seed_cnn", "resnet18"], "train": {"epochs": args.epochs},
+    config = EnsembleConfig.model_validate({"members": 3, "architectures": ["seed_cnn", "resnet18"], "train": {"epochs": args.epochs},
                                     "evaluation": {"bootstrap_resamples": 1000}})
     run = os.path.join(out, "runs", f"v{dataset.latest_version(params.dataset)}-{config_digest(config)}")
     print_train_summary(train_flow(TrainParams(dataset=params.dataset, run=run, config=config)))

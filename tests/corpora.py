@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pydicom
 
-from tasks import synthetic
+from medflow import synthetic
 from tests.fixtures import INGEST_REFUSALS, PHI, RAMP
 
 

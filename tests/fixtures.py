@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
 
-from tasks import synthetic
+from medflow import synthetic
 
 PHI = synthetic.Phi.for_patient(7)
 RAMP = np.tile(np.linspace(0, 1, 32), (32, 1))  # known image: a horizontal ramp 0..1

@@ -6,7 +6,8 @@ import pickle
 
 import numpy as np
 
-from tasks.augment import AugmentConfig, Augmenter
+from tasks.model.config import AugmentConfig
+from tasks.train.augment import Augmenter
 from tests.fixtures import RAMP_8BIT
 
 OFF = AugmentConfig(horizontal_flip=0, affine=0, brightness_contrast=0, noise=0, crop=0)

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from medflow.cli import main
-from tasks import dataset
+from tasks.data import dataset
 from tests.corpora import good_corpus
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tasks.config import RunConfig, load_config
+from tasks.model.config import EnsembleConfig, load_config
 
 
 def test_defaults_without_a_file():
     config = load_config(None)
-    assert config == RunConfig()
+    assert config == EnsembleConfig()
     assert [p.name for p in config.plans()] == ["member-0", "member-1", "member-2", "member-3"]
 
 

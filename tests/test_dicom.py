@@ -9,8 +9,11 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from tasks import dicom, synthetic
-from tasks.dicom import Limits, Rejection, decode
+from medflow import synthetic
+from tasks.core.refusals import Reason, Rejection
+from tasks.dicom import decode as dicom
+from tasks.dicom.decode import decode
+from tasks.dicom.header import Limits
 from tests.fixtures import DECODE_REFUSALS, PHI, RAMP, RAMP_8BIT, RAMP_12BIT
 
 
@@ -131,8 +134,8 @@ class TestRefusals:
             decode(open(path, "rb").read(), 32)
 
     def test_every_reason_has_a_description(self):
-        assert all(dicom.REASONS.values())
-        with pytest.raises(AssertionError):
+        assert all(reason.description for reason in Reason)
+        with pytest.raises(ValueError):
             Rejection("made_up_reason")
 
 

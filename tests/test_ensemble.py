@@ -7,8 +7,8 @@ import pytest
 from scipy.special import softmax
 from sklearn.linear_model import LogisticRegression
 
-from tasks import ensemble
-from tasks.ensemble import EnsembleSpec
+from tasks.model import ensemble
+from tasks.model.ensemble import EnsembleSpec
 
 # 3 members x 4 images x 2 classes
 MEMBERS = np.array([

@@ -9,9 +9,10 @@ import shutil
 import pydicom
 import pytest
 
-import tasks.dataset
+import tasks.data.dataset
 from flows.ingest import IngestParams, ingest_flow
-from tasks import dataset, fingerprints
+from tasks.data import dataset
+from tasks.ingest import fingerprints
 from tests.conftest import run_together
 from tests.corpora import good_corpus, read_csv
 
@@ -95,7 +96,7 @@ def test_crash_mid_publish_then_rerun_equals_one_clean_run(tmp_path, corpus, ray
     def crash_before_commit(*args, **kwargs):
         raise RuntimeError("simulated crash after the data files were written")
 
-    monkeypatch.setattr(tasks.dataset, "commit_parts", crash_before_commit)
+    monkeypatch.setattr(tasks.data.dataset, "commit_parts", crash_before_commit)
     with pytest.raises(Exception, match="simulated crash"):
         ingest_flow(crashed)
     monkeypatch.undo()
@@ -123,14 +124,14 @@ def _race(monkeypatch, params: IngestParams) -> list:
     """Two ingests of the same dataset, both past reading it before either commits."""
     import threading
 
-    real = tasks.dataset.commit_parts
+    real = tasks.data.dataset.commit_parts
     barrier = threading.Barrier(2, timeout=120)
 
     def commit_after_both_decided(*args, **kwargs):
         barrier.wait()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.dataset, "commit_parts", commit_after_both_decided)
+    monkeypatch.setattr(tasks.data.dataset, "commit_parts", commit_after_both_decided)
     outcomes = run_together(lambda: ingest_flow(params)["version"])
     monkeypatch.undo()
     return outcomes

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 
-from tasks.ingest import KnownDigests, process_batch
-from tasks.labels import Item
+from tasks.ingest.batch import KnownDigests, process_batch
+from tasks.ingest.labels import Item
 from tests.conftest import TEST_KEY
 from tests.fixtures import PHI, RAMP
 
 
 def write_good(path) -> None:
-    from tasks import synthetic
+    from medflow import synthetic
 
     path.write_bytes(synthetic.to_bytes(synthetic.encode_image(RAMP, "u8", PHI)))
 
@@ -40,7 +40,7 @@ def test_known_files_are_not_decoded(tmp_path):
 
 def test_oversize_files_are_refused_unread(tmp_path):
     write_good(tmp_path / "a.dcm")
-    from tasks.dicom import Limits
+    from tasks.dicom.header import Limits
 
     result = process_batch(str(tmp_path), [Item(0, "a.dcm", "a", None, 10**9)], set(), TEST_KEY, 16,
                            Limits(max_file_bytes=1000))

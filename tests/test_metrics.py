@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tasks import metrics
+from tasks.core import metrics
 
 RNG = np.random.default_rng(7)
 LABELS = RNG.integers(0, 2, 300)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks.models import REGISTRY, UnknownModelError, build_model
+from tasks.model.architectures import ARCHITECTURES, UnknownModelError, build_model
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_forward_shape(name):
     torch.manual_seed(0)
     model = build_model(name, num_classes=3, image_size=32).eval()

@@ -16,12 +16,12 @@ from flows.evaluate import EvaluateParams, evaluate_flow
 from flows.ingest import IngestParams, ingest_flow
 from flows.predict import PredictParams, predict_flow
 from flows.train import TrainParams, train_flow
-from tasks import synthetic
-from tasks.config import RunConfig
+from medflow import synthetic
+from tasks.model.config import EnsembleConfig
 from tests.corpora import read_csv
 
 CLASSES = ["abnormal", "clear", "normal"]
-CONFIG = RunConfig.model_validate({
+CONFIG = EnsembleConfig.model_validate({
     "members": 2, "architectures": ["seed_cnn"],
     "train": {"epochs": 2, "batch_size": 32, "learning_rate": 3e-3, "augment": {"affine": 0.3, "crop": 0}},
     "evaluation": {"bootstrap_resamples": 200},

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from tasks import parallel
-from tasks.ingest import KnownDigests
-from tasks.labels import plan
+from tasks.core import cluster as parallel
+from tasks.ingest import decode as ingest_decode
+from tasks.ingest.batch import KnownDigests
+from tasks.ingest.labels import plan
 from tests.conftest import TEST_KEY
 from tests.corpora import good_corpus
 
@@ -40,7 +41,7 @@ def test_a_killed_worker_loses_no_file(tmp_path, ray_local):
     stop, killed = threading.Event(), []
     killer = threading.Thread(target=lambda: killed.extend(_kill_one_worker(stop)))
     killer.start()
-    decoded = parallel.decode_all(str(tmp_path / "src"), work.items, KnownDigests(), TEST_KEY, 16)
+    decoded = ingest_decode.decode_all(str(tmp_path / "src"), work.items, KnownDigests(), TEST_KEY, 16)
     stop.set()
     killer.join()
     assert killed, "no worker was running a batch to kill"
@@ -53,7 +54,7 @@ def test_connecting_to_a_cluster_retries_connection_errors_with_backoff(monkeypa
     """The retry policy only (Ray itself is stood in for): two refused connections, then success."""
     import ray
 
-    from tasks import parallel
+    from tasks.core import cluster as parallel
 
     calls, sleeps = [], []
 

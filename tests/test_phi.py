@@ -14,8 +14,9 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from flows.ingest import IngestParams, ingest_flow
+from medflow import synthetic
 from medflow.cli import main
-from tasks import deid, fingerprints, synthetic
+from tasks.ingest import deid, fingerprints
 from tests.corpora import good_corpus
 
 PLANTED_DATES = ("19700101", "20240229")

@@ -11,7 +11,7 @@ import yaml
 
 from flows.pipeline import PipelineParams, retrain_flow
 from medflow.cli import main
-from tasks import registry
+from tasks.serve import model_registry as registry
 from tests.conftest import latest_artifact, run_together
 from tests.corpora import good_corpus, read_csv
 
@@ -85,7 +85,7 @@ def test_cli_run_promote_rollback_and_predict_the_champion(first_run, tmp_path, 
 
 
 def test_two_pipeline_runs_at_once_publish_one_version_and_consistent_pointers(tmp_path, ray_local):
-    from tasks import dataset
+    from tasks.data import dataset
 
     labels = good_corpus(str(tmp_path / "src"), n_patients=30, images_per_patient=3, seed=3)
     params = PipelineParams(source=str(tmp_path / "src"), labels=labels, dataset=str(tmp_path / "ds"),

@@ -8,10 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from tasks import model_store, registry, storage
-from tasks.model_store import EnsembleModel, Member, ModelCard, Preprocessing
-from tasks.registry import Pointer
-from tasks.samples import InMemory
+from tasks.core import records, storage
+from tasks.data.samples import InMemory
+from tasks.model.store import EnsembleModel, Member, ModelCard, Preprocessing
+from tasks.serve import model_registry as registry
+from tasks.serve.model_registry import Pointer
 
 RNG = np.random.default_rng(0)
 LABELS = RNG.integers(0, 2, 300)
@@ -54,7 +55,7 @@ def test_gate_margin_is_applied():
 
 
 def _pointer(model_uri: str, current: Pointer | None) -> Pointer:
-    return Pointer(seq=0, task="chest", model=model_uri, action="promote", decided_at=model_store.utc_now(),
+    return Pointer(seq=0, task="chest", model=model_uri, action="promote", decided_at=records.utc_now(),
                    replaces=current.seq if current else None)
 
 
@@ -88,7 +89,7 @@ def test_exclusive_create_on_s3(s3_endpoint):
 
 
 def test_rollback_follows_the_chain_back(tmp_path):
-    from tasks import promotion
+    from tasks.serve import promotion
 
     uri = str(tmp_path / "registry")
     for name in ("a", "b", "c"):

@@ -9,7 +9,8 @@ import pytest
 
 from flows.ingest import IngestParams, ingest_flow
 from medflow.cli import main
-from tasks import dataset, storage
+from tasks.core import storage
+from tasks.data import dataset
 from tests.corpora import good_corpus
 
 

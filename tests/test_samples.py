@@ -8,9 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tasks import samples as samples_module
-from tasks.samples import InMemory, Share, Streamed
-from tasks.train_ray import load_split
+from tasks.data import samples as samples_module
+from tasks.data.samples import InMemory, Share, Streamed, load_split
 from tests.corpora import ingested_corpus
 
 CLASSES = ["abnormal", "normal"]

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from tasks.splits import SplitFractions, SplitLeakageError, assign_new_patients, audit, resolve
+from tasks.data.splits import SplitFractions, SplitLeakageError, assign_new_patients, audit, resolve
 
 KEY = b"k" * 16
 

@@ -15,17 +15,18 @@ import pytest
 from flows.evaluate import EvaluateParams, evaluate_flow
 from flows.predict import PredictParams, predict_flow
 from flows.train import TrainParams, train_flow
-from tasks import model_store, storage
-from tasks.config import RunConfig
-from tasks.model_store import EnsembleModel
-from tasks.predict import predict, predict_source
-from tasks.runs import RunMismatchError
-from tasks.train_ray import load_split
+from tasks.core import storage
+from tasks.data.samples import load_split
+from tasks.model import store as model_store
+from tasks.model.config import EnsembleConfig
+from tasks.model.runs import RunMismatchError
+from tasks.model.store import EnsembleModel
+from tasks.serve.predict import predict, predict_source
 from tests.conftest import latest_artifact
 from tests.corpora import ingested_corpus, read_csv, write
 from tests.test_s3 import upload
 
-CONFIG = RunConfig.model_validate({
+CONFIG = EnsembleConfig.model_validate({
     "members": 2, "architectures": ["seed_cnn"], "bagging": True,
     "train": {"epochs": 3, "batch_size": 32, "learning_rate": 3e-3, "augment": {"affine": 0.3, "crop": 0}},
     "evaluation": {"bootstrap_resamples": 200, "tta_hflip": True},

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from tasks import synthetic
-from tasks.augment import AugmentConfig
-from tasks.samples import InMemory
-from tasks.train_loop import TrainConfig, class_weights, fit
+from medflow import synthetic
+from tasks.data.samples import InMemory
+from tasks.model.config import AugmentConfig, TrainConfig
+from tasks.train.loop import class_weights, fit
 
 SIZE = 32
 

@@ -12,10 +12,9 @@ import time
 
 import pytest
 
-from tasks.augment import AugmentConfig
-from tasks.config import RunConfig
-from tasks.train_loop import TrainConfig
-from tasks.train_ray import ClusterTooSmallError, check_room, train_member, train_members
+from tasks.core import records
+from tasks.model.config import AugmentConfig, EnsembleConfig, TrainConfig
+from tasks.train.members import ClusterTooSmallError, check_room, train_member, train_members
 from tests.corpora import ingested_corpus
 
 CLASSES = ["abnormal", "normal"]
@@ -73,13 +72,12 @@ def test_a_killed_worker_resumes_from_its_checkpoint(small_dataset):
 def test_rerun_after_the_driver_died_before_export_finishes_the_member(small_dataset):
     """The member's last epoch is checkpointed but its weights were never exported: `medflow train`
     rerun with the same --run resumes it (nothing left to train) and exports the checkpointed best."""
-    from tasks import model_store
-    from tasks.config import RunConfig
-    from tasks.train_ray import train_members
+    from tasks.model.config import EnsembleConfig
+    from tasks.train.members import train_members
 
     root, uri = small_dataset
     run = str(root / "rerun")
-    config = RunConfig(members=1, architectures=["seed_cnn"], train=CONFIG.model_copy(update={"epochs": 2}))
+    config = EnsembleConfig(members=1, architectures=["seed_cnn"], train=CONFIG.model_copy(update={"epochs": 2}))
     plan = config.plans()[0]
     first = train_member(uri, os.path.join(run, "checkpoints"), plan.name, config.member_config(plan), CLASSES)
     assert first.error is None and not os.path.exists(os.path.join(run, "model"))  # "crash": nothing exported
@@ -89,11 +87,11 @@ def test_rerun_after_the_driver_died_before_export_finishes_the_member(small_dat
     assert sorted(glob.glob(os.path.join(run, "checkpoints", "member-0", "checkpoint_*"))) == checkpoints  # ...no epoch retrained
     assert record["best_val_auc"] >= first.metrics["val_auc"] - 1e-9  # the best epoch, not a retrained one
     assert os.path.exists(os.path.join(run, "model", "members", "member-0.pt"))
-    assert model_store.read_json(os.path.join(run, "model", "members", "member-0.json"))["name"] == "member-0"
+    assert records.read_json(os.path.join(run, "model", "members", "member-0.json"))["name"] == "member-0"
 
 
 def test_a_member_larger_than_the_local_ray_is_refused_before_anything_starts(ray_local):
-    config = RunConfig(workers=3)  # 3 CPUs; the local Ray has 2: it would wait forever
+    config = EnsembleConfig(workers=3)  # 3 CPUs; the local Ray has 2: it would wait forever
     with pytest.raises(ClusterTooSmallError, match="needs 3 CPUs .* local Ray has 2"):
         train_members("/nonexistent/dataset", None, "/nonexistent/run", config, ["a", "b"])
-    check_room(RunConfig(workers=2))  # fits
+    check_room(EnsembleConfig(workers=2))  # fits

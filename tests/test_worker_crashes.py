@@ -16,12 +16,12 @@ import shutil
 import numpy as np
 import pytest
 
-from tasks import parallel
-from tasks.ingest import KnownDigests
-from tasks.labels import plan
-from tasks.model_store import EnsembleModel, Member, ModelCard, Preprocessing
-from tasks.models import build_model
-from tasks.predict import predict, predict_source
+from tasks.ingest import decode as ingest_decode
+from tasks.ingest.batch import KnownDigests
+from tasks.ingest.labels import plan
+from tasks.model.architectures import build_model
+from tasks.model.store import EnsembleModel, Member, ModelCard, Preprocessing
+from tasks.serve.predict import predict, predict_source
 from tests.conftest import TEST_KEY, start_local_ray
 from tests.corpora import append_rows, good_corpus
 
@@ -35,18 +35,19 @@ def _exit_when_reading_marked_files():
     def hook() -> None:
         import os
 
-        import tasks.ingest
-        import tasks.predict
+        import tasks.dicom.source
+        import tasks.ingest.batch
+        import tasks.serve.predict
 
-        read = tasks.ingest.read_source
+        read = tasks.dicom.source.read_source
 
         def read_or_die(uri, *args, **kwargs):
             if "CRASH" in uri:
                 os._exit(139)  # no exception, no cleanup: the process is gone
             return read(uri, *args, **kwargs)
 
-        tasks.ingest.read_source = read_or_die
-        tasks.predict.read_source = read_or_die
+        tasks.ingest.batch.read_source = read_or_die
+        tasks.serve.predict.read_source = read_or_die
 
     return hook
 
@@ -76,7 +77,7 @@ def test_ingestion_quarantines_the_file_that_kills_its_worker(crashing_workers, 
     root, labels = corpus
     work = plan(root, labels)
     marked = next(item.index for item in work.items if MARKER in item.path)
-    decoded = parallel.decode_all(root, work.items, KnownDigests(), TEST_KEY, 16)
+    decoded = ingest_decode.decode_all(root, work.items, KnownDigests(), TEST_KEY, 16)
     rejects = [r for result in decoded.results for r in result.rejects]
     assert rejects == [(marked, "decode_failed", "decoder process crashed")]
     decoded_indexes = sorted(i for result in decoded.results for i in result.index)

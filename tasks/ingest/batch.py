@@ -7,38 +7,20 @@ turned into keyed pseudonyms here, inside the worker; nothing identifying is ret
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from tasks import deid, storage
-from tasks.dicom import Limits, Rejection, decode
-from tasks.labels import Item
-
-READ_ATTEMPTS = 3
-
-# Columns each worker produces; the driver adds ``split`` when it publishes the version.
-STAGED_SCHEMA = pa.schema(
-    [
-        ("image_key", pa.string()),
-        ("patient_key", pa.string()),
-        ("label", pa.string()),
-        ("height", pa.int32()),
-        ("width", pa.int32()),
-        ("pixels", pa.binary()),
-        ("source_sha256", pa.string()),
-        ("pixels_sha256", pa.string()),
-        ("modality", pa.string()),
-        ("photometric_interpretation", pa.string()),
-        ("bits_stored", pa.int32()),
-        ("original_height", pa.int32()),
-        ("original_width", pa.int32()),
-        ("transfer_syntax", pa.string()),
-    ]
-)
+from tasks.core import storage
+from tasks.core.refusals import Rejection
+from tasks.data.schema import STAGED_SCHEMA
+from tasks.dicom.decode import decode
+from tasks.dicom.header import Limits
+from tasks.dicom.source import read_source
+from tasks.ingest import deid
+from tasks.ingest.labels import Item
 
 
 @dataclass
@@ -68,22 +50,6 @@ class KnownDigests:
         value = np.bytes_(hex_digest.encode())
         i = int(np.searchsorted(self.digests, value))
         return i < len(self.digests) and self.digests[i] == value
-
-
-def read_source(uri: str, size: int, limits: Limits) -> bytes:
-    """The file's bytes; refuses oversize files unread and retries transient read errors."""
-    if size > limits.max_file_bytes:
-        raise Rejection("too_large", f"file is {size} bytes, limit {limits.max_file_bytes}")
-    for attempt in range(READ_ATTEMPTS):
-        try:
-            return storage.read_bytes(uri, limit=limits.max_file_bytes + 1)
-        except FileNotFoundError:
-            raise Rejection("missing_file", "file vanished before it was read") from None
-        except OSError as exc:
-            if attempt == READ_ATTEMPTS - 1:
-                raise Rejection("read_error", f"{type(exc).__name__} after {READ_ATTEMPTS} attempts") from None
-            time.sleep(0.2 * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 def image_row(data: bytes, sha: str, label: str, key: bytes, image_size: int, limits: Limits) -> dict:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from tasks import model_store, registry, runs, storage
-from tasks.model_store import EnsembleModel
-from tasks.registry import Pointer, RegistryError
-from tasks.samples import Streamed
+from tasks.core import records, storage
+from tasks.data.samples import Streamed
+from tasks.model import runs
+from tasks.model.store import EnsembleModel
+from tasks.serve import model_registry as registry
+from tasks.serve.model_registry import Pointer, RegistryError
 
 
 def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0, resamples: int = 1000,
@@ -32,7 +34,7 @@ def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0,
         if not evidence["promote"]:
             return None
         return Pointer(seq=0, task=task, model=model_uri, action="manual" if force else "promote",
-                       decided_at=model_store.utc_now(), replaces=current.seq if current else None, evidence=dict(decision))
+                       decided_at=records.utc_now(), replaces=current.seq if current else None, evidence=dict(decision))
 
     after = registry.publish(registry_uri, task, decide)
     decision["champion_after"] = after.model if after else None
@@ -49,7 +51,7 @@ def rollback(registry_uri: str, task: str) -> Pointer:
         if current is None or current.replaces is None:
             raise RegistryError(f"task {task!r} has no earlier champion to roll back to")
         target = entries.get(current.replaces) or {p.seq: p for p in registry.history(registry_uri, task)}[current.replaces]
-        return Pointer(seq=0, task=task, model=target.model, action="rollback", decided_at=model_store.utc_now(),
+        return Pointer(seq=0, task=task, model=target.model, action="rollback", decided_at=records.utc_now(),
                        replaces=target.replaces, evidence={"rolled_back_from": current.model})
 
     return registry.publish(registry_uri, task, decide)

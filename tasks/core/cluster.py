@@ -9,15 +9,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import ray
 from ray.exceptions import RayError, RayTaskError
-
-from tasks.dicom import Limits
-from tasks.ingest import BatchResult, KnownDigests, process_batch
-from tasks.labels import Item
 
 CONNECT_ATTEMPTS = 3
 T = TypeVar("T")
@@ -57,63 +52,9 @@ def ensure_ray() -> None:
         ray.init(num_cpus=os.cpu_count(), **kwargs)
 
 
-@ray.remote(num_cpus=1, max_retries=2, num_returns=2)
-def _batch_task(source, items, known_sha, key, image_size, limits):
-    result = process_batch(source, items, known_sha, key, image_size, limits)
-    table, result.table = result.table, None
-    return result, table
-
-
-@dataclass
-class Decoded:
-    """Per-batch facts on the driver, pixel tables as object references."""
-
-    results: list[BatchResult] = field(default_factory=list)
-    tables: list[ray.ObjectRef | None] = field(default_factory=list)  # None: a result without rows
-    not_read: int = 0  # files known unchanged by their fingerprint, not read at all
-
-
 def batch_size_for(n_items: int, workers: int, largest: int = 256, smallest: int = 8) -> int:
     """Enough batches to keep every worker busy, few enough to keep per-task overhead small."""
     return max(smallest, min(largest, -(-n_items // (4 * max(workers, 1)))))
-
-
-def decode_all(
-    source: str,
-    items: list[Item],
-    known_sha: KnownDigests,
-    key: bytes,
-    image_size: int,
-    limits: Limits = Limits(),
-    on_progress: Callable[[int], None] | None = None,
-) -> Decoded:
-    """Decode every item on Ray; a file whose decoder kills its worker is quarantined (``decode_failed``)."""
-    if not items:
-        return Decoded()
-    ensure_ray()
-    workers = cluster_cpus()
-    size = batch_size_for(len(items), workers)
-    known_ref = ray.put(known_sha)
-    key_ref = ray.put(key)
-    decoded = Decoded()
-
-    def submit(batch: list[Item], retries: int = 2) -> tuple:
-        return _batch_task.options(max_retries=retries).remote(source, batch, known_ref, key_ref, image_size, limits)
-
-    def fetch(refs: tuple) -> list[tuple[BatchResult, ray.ObjectRef]]:
-        return [(ray.get(refs[0]), refs[1])]
-
-    def crashed(item: Item) -> tuple[BatchResult, None]:
-        return BatchResult(table=None, rejects=[(item.index, "decode_failed", "decoder process crashed")]), None
-
-    batches = (items[i : i + size] for i in range(0, len(items), size))
-    for batch, refs in bounded(batches, submit, in_flight=2 * workers):
-        for result, table in isolate_crashes(batch, refs, fetch, lambda b: submit(b, retries=0), crashed):
-            decoded.results.append(result)
-            decoded.tables.append(table)
-        if on_progress:
-            on_progress(len(batch))
-    return decoded
 
 
 def bounded(batches: Iterator[T], submit: Callable[[T], tuple], in_flight: int) -> Iterator[tuple[T, tuple]]:

@@ -17,12 +17,13 @@ import numpy as np
 import ray
 import torch
 
-from tasks import metrics, storage
-from tasks.dicom import Limits, Rejection, decode
-from tasks.ingest import read_source
-from tasks.labels import PathGuard
-from tasks.model_store import EnsembleModel
-from tasks.parallel import batch_size_for, bounded, cluster_cpus, ensure_ray, isolate_crashes
+from tasks.core import metrics, storage
+from tasks.core.cluster import batch_size_for, bounded, cluster_cpus, ensure_ray, isolate_crashes
+from tasks.core.refusals import Rejection
+from tasks.dicom.decode import decode
+from tasks.dicom.header import Limits
+from tasks.dicom.source import PathGuard, read_source
+from tasks.model.store import EnsembleModel
 
 BATCH = 64
 MAX_CHUNK = 1024  # files per Ray task, at most

@@ -9,11 +9,14 @@ import numpy as np
 import ray
 from sklearn.metrics import roc_curve
 
-from tasks import ensemble, metrics, model_store, report, storage
-from tasks.config import RunConfig
-from tasks.model_store import EnsembleModel
-from tasks.runs import METRICS_FILE, RunInfo
-from tasks.samples import Streamed
+from tasks.core import metrics, records, storage
+from tasks.data.samples import Streamed
+from tasks.evaluate import report
+from tasks.model import ensemble
+from tasks.model import store as model_store
+from tasks.model.config import EnsembleConfig
+from tasks.model.runs import METRICS_FILE, RunInfo
+from tasks.model.store import EnsembleModel
 
 ENSEMBLE = "ensemble"
 
@@ -41,7 +44,7 @@ def score_all(jobs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarr
     return results
 
 
-def evaluate(info: RunInfo, config: RunConfig, lineage: dict) -> tuple[dict, dict[str, bytes]]:
+def evaluate(info: RunInfo, config: EnsembleConfig, lineage: dict) -> tuple[dict, dict[str, bytes]]:
     """Fit the ensemble on validation, score everything, update the model card, write the report.
     Returns the metrics document (also written to ``RUN_URI/metrics.json``) and the report's PNG
     plots by file name (also written to ``RUN_URI/report/``)."""
@@ -95,7 +98,7 @@ def _plots(doc: dict, probs: dict, test: Streamed, weights: np.ndarray, positive
     plots["confusion_test.png"] = report.confusion_plot(doc["results"][ENSEMBLE]["test"]["point"]["confusion_matrix"],
                                                         doc["classes"], "ensemble, test, at the operating point")
     plots["reliability_test.png"] = report.reliability_plot(ens_test, test.labels, positive, "reliability, test split")
-    records = [model_store.read_json(storage.join(doc["run"], "model", "members", f"{m.name}.json"))
+    records = [records.read_json(storage.join(doc["run"], "model", "members", f"{m.name}.json"))
                for m in model.card.members]
     plots["training_curves.png"] = report.curves_plot(records)
     return plots
@@ -108,5 +111,5 @@ def write_report(run_uri: str, doc: dict, plots: dict[str, bytes]) -> str:
         storage.write_bytes_atomic(storage.join(folder, name), png)
     page = storage.join(folder, "index.html")
     storage.write_bytes_atomic(page, report.html_page(doc, plots).encode())
-    model_store.write_json(storage.join(run_uri, METRICS_FILE), doc)
+    records.write_json(storage.join(run_uri, METRICS_FILE), doc)
     return page

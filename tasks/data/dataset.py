@@ -18,11 +18,10 @@ from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
-from tasks import storage
-from tasks.ingest import STAGED_SCHEMA
-from tasks.splits import audit
+from tasks.core import storage
+from tasks.data.schema import SCHEMA
+from tasks.data.splits import audit
 
-SCHEMA = pa.schema(list(STAGED_SCHEMA) + [pa.field("split", pa.string())])
 INDEX_COLUMNS = ["image_key", "patient_key", "label", "split", "source_sha256", "pixels_sha256"]
 METADATA_KEY = "medflow"
 

@@ -8,54 +8,23 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import ray
 import ray.train
 import torch
 import torch.distributed as torch_dist
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
-from ray.train import RunConfig as RayRunConfig
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, prepare_model
 
-from tasks import dataset, model_store, storage
-from tasks.config import MemberPlan, RunConfig
-from tasks.parallel import cluster_address, ensure_ray
-from tasks.samples import Streamed, binary_views
-from tasks.train_loop import Distributed, TrainConfig, fit
+from tasks.core import records, storage
+from tasks.core.cluster import cluster_address, ensure_ray
+from tasks.data.samples import Streamed
+from tasks.model import store as model_store
+from tasks.model.config import EnsembleConfig, MemberPlan, TrainConfig
+from tasks.train.loop import Distributed, fit
 
 CHECKPOINT_FILE = "state.pt"
-
-
-@dataclass
-class Split:
-    """One split of a dataset version: uint8 N x H x W images, class indices, patient keys."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    patients: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def load_split(uri: str, split: str, classes: list[str], version: int | None = None) -> Split:
-    """One split of a dataset version, rows in table order."""
-    import pyarrow.compute as pc
-
-    table = dataset.read_version(uri, version, columns=["pixels", "height", "width", "label", "split", "patient_key"])
-    table = table.filter(pc.equal(table.column("split"), split))
-    if not table.num_rows:
-        return Split(np.zeros((0, 1, 1), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype=object))
-    h, w = table.column("height")[0].as_py(), table.column("width")[0].as_py()
-    data, offsets = binary_views(table.column("pixels"))
-    if not np.all(np.diff(offsets) == h * w):
-        raise ValueError(f"split {split!r} mixes image sizes; re-ingest with one --image-size")
-    images = data[offsets[0] : offsets[-1]].reshape(-1, h, w).copy()  # one copy out of Arrow
-    index = {name: i for i, name in enumerate(classes)}
-    labels = np.array([index[v] for v in table.column("label").to_pylist()], dtype=np.int64)
-    return Split(images, labels, np.array(table.column("patient_key").to_pylist(), dtype=object))
 
 
 class RayDistributed(Distributed):
@@ -164,7 +133,7 @@ def train_member(dataset_uri: str, storage_path: str, name: str, config: TrainCo
                            "cpus_per_worker": cpus_per_worker},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, placement_strategy=placement_strategy,
                                      resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
-        run_config=RayRunConfig(name=name, storage_path=storage_path,
+        run_config=RunConfig(name=name, storage_path=storage_path,
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
@@ -189,7 +158,7 @@ def member_record_uri(run_uri: str, name: str) -> str:
 
 
 @ray.remote(num_cpus=0)
-def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan: MemberPlan, config: RunConfig,
+def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan: MemberPlan, config: EnsembleConfig,
                       classes: list[str]) -> dict:
     """One member, start to finish: Ray Train run, then its best weights and record into the model folder."""
     started = time.time()
@@ -206,7 +175,7 @@ def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan:
               "history": state["history"], "resumed_from": metrics.get("resumed_from", state["epoch"]),
               "worker_nodes": metrics.get("worker_nodes", []),
               "started": started, "finished": time.time()}
-    model_store.write_json(member_record_uri(run_uri, plan.name), record)  # written last: the member is done
+    records.write_json(member_record_uri(run_uri, plan.name), record)  # written last: the member is done
     return record
 
 
@@ -214,7 +183,7 @@ class ClusterTooSmallError(ValueError):
     """A member asks for more CPUs or GPUs than the local Ray has: it would wait forever."""
 
 
-def check_room(config: RunConfig) -> None:
+def check_room(config: EnsembleConfig) -> None:
     """Refuse, before anything starts, a member that a local Ray can never place. On a cluster
     (``RAY_ADDRESS``) an autoscaler may add nodes, so there the member waits instead."""
     if cluster_address():
@@ -229,7 +198,7 @@ def check_room(config: RunConfig) -> None:
                                        "lower --workers or cpus_per_worker, or set RAY_ADDRESS to a cluster with room")
 
 
-def train_members(dataset_uri: str, version: int | None, run_uri: str, config: RunConfig, classes: list[str],
+def train_members(dataset_uri: str, version: int | None, run_uri: str, config: EnsembleConfig, classes: list[str],
                   on_done: Callable[[dict], None] | None = None) -> list[dict]:
     """Train every member not finished yet, concurrently as far as the cluster has room (each member
     asks for ``workers`` x ``cpus_per_worker`` CPUs; Ray queues the rest). Returns all members' records."""
@@ -240,7 +209,7 @@ def train_members(dataset_uri: str, version: int | None, run_uri: str, config: R
     for plan in config.plans():
         uri = member_record_uri(run_uri, plan.name)
         if storage.exists(uri):  # finished by an earlier attempt of this run
-            records[plan.name] = model_store.read_json(uri)
+            records[plan.name] = records.read_json(uri)
             continue
         pending[_train_and_export.remote(dataset_uri, version, run_uri, plan, config, classes)] = plan.name
     while pending:

@@ -8,9 +8,10 @@ import io
 import pyarrow as pa
 import ray
 
-from tasks import dataset, storage
-from tasks.parallel import Decoded
-from tasks.reconcile import Outcome
+from tasks.core import storage
+from tasks.data import dataset
+from tasks.ingest.decode import Decoded
+from tasks.ingest.reconcile import Outcome
 
 REJECTS_HEADER = ("path", "reason", "detail")
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import posixpath
 from dataclasses import dataclass, field, replace
 
-from tasks import storage
+from tasks.core import storage
+from tasks.dicom.source import PathGuard
 
 SPLITS = ("train", "val", "test")
 
@@ -52,39 +52,6 @@ def read_labels(labels_uri: str) -> list[dict[str, str]]:
     if missing:
         raise LabelsError(f"labels CSV lacks column(s) {sorted(missing)}; found {sorted(columns)}")
     return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
-
-
-class PathGuard:
-    """Decides whether a CSV path may be opened below ``source``, lexically and (locally) through
-    symlinks; resolved folders are cached, so a large CSV costs one ``lstat`` per file."""
-
-    def __init__(self, source: str) -> None:
-        self.local = not storage.is_remote(source)
-        self.root = os.path.realpath(storage.local_path(source)) if self.local else ""
-        self._folders: dict[tuple[str, ...], str] = {}
-
-    def _folder(self, parts: tuple[str, ...]) -> str:
-        if parts not in self._folders:
-            self._folders[parts] = os.path.realpath(os.path.join(self.root, *parts))
-        return self._folders[parts]
-
-    def reason(self, rel: str) -> str | None:
-        """Why ``rel`` may not be opened (None when it may)."""
-        if not rel:
-            return "empty path"
-        if rel.startswith(("/", "\\")) or "://" in rel or (len(rel) > 1 and rel[1] == ":"):
-            return "absolute path"
-        parts = rel.replace("\\", "/").split("/")
-        if ".." in parts:
-            return "path contains '..'"
-        if self.local:
-            folder = self._folder(tuple(p for p in parts[:-1] if p not in ("", ".")))
-            target = os.path.join(folder, parts[-1])
-            if os.path.islink(target):
-                target = os.path.realpath(target)
-            if os.path.commonpath([self.root, target]) != self.root:
-                return "path resolves (through a symlink) outside the source"
-        return None
 
 
 def plan(source: str, labels_uri: str) -> Plan:

@@ -4,24 +4,8 @@ from __future__ import annotations
 
 import albumentations as A
 import numpy as np
-from pydantic import BaseModel, Field
 
-
-class AugmentConfig(BaseModel):
-    """Training-time augmentation; every probability 0 switches that transform off."""
-
-    horizontal_flip: float = Field(0.5, ge=0, le=1, description="probability of a left-right flip")
-    vertical_flip: float = Field(0.0, ge=0, le=1, description="probability of an up-down flip")
-    affine: float = Field(0.7, ge=0, le=1, description="probability of rotate/scale/translate")
-    rotate_degrees: float = Field(10, ge=0, le=180)
-    scale: float = Field(0.1, ge=0, le=0.5, description="zoom in or out by up to this fraction")
-    translate: float = Field(0.06, ge=0, le=0.5, description="shift by up to this fraction of the side")
-    brightness_contrast: float = Field(0.5, ge=0, le=1, description="probability of a brightness/contrast change")
-    brightness_contrast_limit: float = Field(0.15, ge=0, le=1)
-    noise: float = Field(0.2, ge=0, le=1, description="probability of Gaussian noise")
-    noise_std: float = Field(0.03, ge=0, le=0.5, description="noise standard deviation, fraction of full scale")
-    crop: float = Field(0.3, ge=0, le=1, description="probability of a random resized crop")
-    crop_min_area: float = Field(0.8, gt=0, le=1, description="smallest crop, as a fraction of the image area")
+from tasks.model.config import AugmentConfig
 
 
 class Augmenter:

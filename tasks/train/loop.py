@@ -6,35 +6,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tasks.augment import AugmentConfig
-from tasks.metrics import auc
-from tasks.models import build_model
-from tasks.samples import Samples, Share
-
-
-class TrainConfig(BaseModel):
-    """One ensemble member's training; the defaults train well on small radiographs."""
-
-    model: str = Field("resnet18", description="registry name (tasks/models.py)")
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(2e-3, gt=0, description="peak AdamW learning rate (one-cycle schedule)")
-    weight_decay: float = Field(1e-4, ge=0)
-    early_stopping_patience: int = Field(5, ge=1, description="epochs without a better validation AUC")
-    class_weighted_loss: bool = Field(True, description="weight the loss by inverse class frequency")
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    seed: int = 0
-    num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
-    loader_workers: int | None = Field(None, ge=0, description="data loader processes that read and augment "
-                                       "batches beside training; default 4 on a GPU, 0 (in the training process) on CPU")
-    shuffle_buffer: int = Field(2048, ge=1, description="images held for shuffling when streaming from the dataset")
+from tasks.core.metrics import auc
+from tasks.data.samples import Samples, Share
+from tasks.model.architectures import build_model
+from tasks.model.config import TrainConfig
+from tasks.train.augment import Augmenter
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -161,7 +144,7 @@ def fit(
 
     def loader(samples: Samples, epoch: int, training: bool) -> DataLoader:  # DDP: each rank its own share
         return samples.loader(Share(epoch, dist.rank, dist.world, training), config.batch_size if training else 256,
-                              config.seed, config.augment, workers, device.type == "cuda")
+                              config.seed, partial(Augmenter, config.augment), workers, device.type == "cuda")
 
     weights = class_weights(train.labels, num_classes) if config.class_weighted_loss else None
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)

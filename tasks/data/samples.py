@@ -12,7 +12,7 @@ processes when ``loader_workers`` > 0, off the training step's critical path.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +22,10 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from tasks import storage
-from tasks.augment import AugmentConfig, Augmenter
+from tasks.core import storage
 
+# (image size, seed) -> a callable augmenting one uint8 image; picklable, built once per loader process
+AugmenterFactory = Callable[[int, int], Callable[[np.ndarray], np.ndarray]]
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # fixed normalisation of 8-bit display pixels scaled to [0, 1]
 
 
@@ -88,7 +89,7 @@ class Samples:
         if batch:
             yield np.stack(batch)
 
-    def loader(self, share: Share, batch_size: int, seed: int, augment: AugmentConfig | None = None,
+    def loader(self, share: Share, batch_size: int, seed: int, augment: AugmenterFactory | None = None,
                loader_workers: int = 0, pin_memory: bool = False) -> DataLoader:
         """Batches of this share; ``augment`` applies to training shares only."""
         stream = _Stream(self, share, seed, augment if share.train else None)
@@ -96,7 +97,7 @@ class Samples:
 
 
 class _Stream(IterableDataset):
-    def __init__(self, samples: Samples, share: Share, seed: int, augment: AugmentConfig | None) -> None:
+    def __init__(self, samples: Samples, share: Share, seed: int, augment: AugmenterFactory | None) -> None:
         self.samples, self.share, self.seed, self.augment = samples, share, seed, augment
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
@@ -107,7 +108,7 @@ class _Stream(IterableDataset):
         entropy = [self.seed, self.share.epoch, self.share.rank, worker]
         augment = None
         if self.augment is not None:
-            augment = Augmenter(self.augment, self.samples.image_size, int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+            augment = self.augment(self.samples.image_size, int(np.random.SeedSequence(entropy).generate_state(1)[0]))
         shuffle = np.random.default_rng(entropy) if self.share.train else None
         for image, label in self.samples.images(rows, shuffle):
             if augment is not None:
@@ -139,7 +140,7 @@ class Streamed(Samples):
 
     def __init__(self, uri: str, split: str, classes: list[str], version: int | None = None,
                  bagging_seed: int | None = None, shuffle_buffer: int = 2048, patients: bool = False) -> None:
-        from tasks import dataset  # here, not at the top: InMemory runs on a GPU box without deltalake
+        from tasks.data import dataset  # here, not at the top: InMemory runs on a GPU box without deltalake
 
         index = {name: i for i, name in enumerate(classes)}
         self.fragments: list[tuple[str, int]] = []  # (data file URI, row group)
@@ -229,3 +230,35 @@ def _runs(fragments: np.ndarray, rows: np.ndarray) -> Iterator[tuple[int, np.nda
     breaks = np.flatnonzero(np.diff(fragments)) + 1
     for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)], strict=True):
         yield int(fragments[start]), rows[start:stop]
+
+
+@dataclass
+class Split:
+    """One split of a dataset version: uint8 N x H x W images, class indices, patient keys."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    patients: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_split(uri: str, split: str, classes: list[str], version: int | None = None) -> Split:
+    """One split of a dataset version, rows in table order."""
+    import pyarrow.compute as pc
+
+    from tasks.data import dataset
+
+    table = dataset.read_version(uri, version, columns=["pixels", "height", "width", "label", "split", "patient_key"])
+    table = table.filter(pc.equal(table.column("split"), split))
+    if not table.num_rows:
+        return Split(np.zeros((0, 1, 1), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype=object))
+    h, w = table.column("height")[0].as_py(), table.column("width")[0].as_py()
+    data, offsets = binary_views(table.column("pixels"))
+    if not np.all(np.diff(offsets) == h * w):
+        raise ValueError(f"split {split!r} mixes image sizes; re-ingest with one --image-size")
+    images = data[offsets[0] : offsets[-1]].reshape(-1, h, w).copy()  # one copy out of Arrow
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.array([index[v] for v in table.column("label").to_pylist()], dtype=np.int64)
+    return Split(images, labels, np.array(table.column("patient_key").to_pylist(), dtype=object))

@@ -1,4 +1,5 @@
-"""The training run's configuration: one pydantic model, loadable from YAML, with working defaults."""
+"""The run's configuration: augmentation, the per-member training loop, evaluation and the ensemble
+(``EnsembleConfig``), pydantic models loadable from YAML, with working defaults."""
 
 from __future__ import annotations
 
@@ -6,10 +7,44 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from tasks import storage
-from tasks.ensemble import COMBINERS
-from tasks.models import REGISTRY
-from tasks.train_loop import TrainConfig
+from tasks.core import storage
+from tasks.model.architectures import ARCHITECTURES
+from tasks.model.ensemble import COMBINERS
+
+
+class AugmentConfig(BaseModel):
+    """Training-time augmentation; every probability 0 switches that transform off."""
+
+    horizontal_flip: float = Field(0.5, ge=0, le=1, description="probability of a left-right flip")
+    vertical_flip: float = Field(0.0, ge=0, le=1, description="probability of an up-down flip")
+    affine: float = Field(0.7, ge=0, le=1, description="probability of rotate/scale/translate")
+    rotate_degrees: float = Field(10, ge=0, le=180)
+    scale: float = Field(0.1, ge=0, le=0.5, description="zoom in or out by up to this fraction")
+    translate: float = Field(0.06, ge=0, le=0.5, description="shift by up to this fraction of the side")
+    brightness_contrast: float = Field(0.5, ge=0, le=1, description="probability of a brightness/contrast change")
+    brightness_contrast_limit: float = Field(0.15, ge=0, le=1)
+    noise: float = Field(0.2, ge=0, le=1, description="probability of Gaussian noise")
+    noise_std: float = Field(0.03, ge=0, le=0.5, description="noise standard deviation, fraction of full scale")
+    crop: float = Field(0.3, ge=0, le=1, description="probability of a random resized crop")
+    crop_min_area: float = Field(0.8, gt=0, le=1, description="smallest crop, as a fraction of the image area")
+
+
+class TrainConfig(BaseModel):
+    """One ensemble member's training; the defaults train well on small radiographs."""
+
+    model: str = Field("resnet18", description="architecture name (tasks/model/architectures.py)")
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(2e-3, gt=0, description="peak AdamW learning rate (one-cycle schedule)")
+    weight_decay: float = Field(1e-4, ge=0)
+    early_stopping_patience: int = Field(5, ge=1, description="epochs without a better validation AUC")
+    class_weighted_loss: bool = Field(True, description="weight the loss by inverse class frequency")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    seed: int = 0
+    num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+    loader_workers: int | None = Field(None, ge=0, description="data loader processes that read and augment "
+                                       "batches beside training; default 4 on a GPU, 0 (in the training process) on CPU")
+    shuffle_buffer: int = Field(2048, ge=1, description="images held for shuffling when streaming from the dataset")
 
 
 class EvaluationConfig(BaseModel):
@@ -37,7 +72,7 @@ class MemberPlan(BaseModel):
     seed: int
 
 
-class RunConfig(BaseModel):
+class EnsembleConfig(BaseModel):
     """An ensemble: ``members`` networks, architectures taken in turn, each with its own seed."""
 
     members: int = Field(4, ge=1, description="ensemble size")
@@ -55,9 +90,9 @@ class RunConfig(BaseModel):
     @field_validator("architectures")
     @classmethod
     def known_architectures(cls, names: list[str]) -> list[str]:
-        unknown = sorted(set(names) - set(REGISTRY))
+        unknown = sorted(set(names) - set(ARCHITECTURES))
         if unknown or not names:
-            raise ValueError(f"unknown architecture(s) {unknown}; choose from {sorted(REGISTRY)}")
+            raise ValueError(f"unknown architecture(s) {unknown}; choose from {sorted(ARCHITECTURES)}")
         return names
 
     def plans(self) -> list[MemberPlan]:
@@ -68,8 +103,8 @@ class RunConfig(BaseModel):
         return self.train.model_copy(update={"model": plan.architecture, "seed": plan.seed})
 
 
-def load_config(uri: str | None, overrides: dict | None = None) -> RunConfig:
-    """A RunConfig from a YAML file (path or ``s3://``) or the defaults, then ``overrides`` applied;
+def load_config(uri: str | None, overrides: dict | None = None) -> EnsembleConfig:
+    """A EnsembleConfig from a YAML file (path or ``s3://``) or the defaults, then ``overrides`` applied;
     dotted keys reach nested fields (``train.epochs``)."""
     import yaml
 
@@ -85,4 +120,4 @@ def load_config(uri: str | None, overrides: dict | None = None) -> RunConfig:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return RunConfig.model_validate(data)
+    return EnsembleConfig.model_validate(data)

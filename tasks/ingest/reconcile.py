@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from tasks.ingest import BatchResult
-from tasks.labels import Item
-from tasks.splits import SplitFractions, majority, resolve
+from tasks.data.splits import SplitFractions, majority, resolve
+from tasks.ingest.batch import BatchResult
+from tasks.ingest.labels import Item
 
 DUPLICATE_PIXELS = ("exact_duplicate", "same SOP Instance UID and pixels as another image")
 UID_CLASH = ("duplicate_sop_instance_uid", "(0008,0018) SOP Instance UID reused with different pixels")

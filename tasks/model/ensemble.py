@@ -15,7 +15,7 @@ from scipy.special import log_softmax, softmax
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 
-from tasks import metrics
+from tasks.core import metrics
 
 COMBINERS = ("mean", "weighted", "stacking", "vote")  # also the tie-break order: simplest first
 EPS = 1e-7

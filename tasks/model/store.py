@@ -8,9 +8,6 @@ Everything ``predict`` needs is in this folder.
 from __future__ import annotations
 
 import io
-import json
-import subprocess
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,11 +15,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-import medflow
-from tasks import storage
-from tasks.ensemble import EnsembleSpec, combine
-from tasks.models import build_model
-from tasks.samples import PIXEL_MEAN, PIXEL_STD, network_input
+from tasks.core import storage
+from tasks.data.samples import PIXEL_MEAN, PIXEL_STD, network_input
+from tasks.model.architectures import build_model
+from tasks.model.ensemble import EnsembleSpec, combine
 
 MODEL_FILE = "model.json"
 FORMAT = 1
@@ -32,7 +28,7 @@ class Preprocessing(BaseModel):
     """How an input becomes a network input; decoding is the ingestion's own ``tasks.dicom.decode``."""
 
     image_size: int = Field(description="decoded images are letterboxed to image_size x image_size")
-    decode: str = "tasks.dicom.decode: modality LUT, VOI LUT/first window, MONOCHROME1 inverted, 8-bit, letterbox"
+    decode: str = "tasks.dicom.decode.decode: modality LUT, VOI LUT/first window, MONOCHROME1 inverted, 8-bit, letterbox"
     pixel_mean: float = PIXEL_MEAN
     pixel_std: float = PIXEL_STD
     tta_hflip: bool = Field(False, description="average each member over the image and its left-right flip")
@@ -123,38 +119,3 @@ class EnsembleModel:
     def predict_proba(self, batches: Iterable[np.ndarray]) -> np.ndarray:
         """The ensemble's images x classes probabilities, for batches of uint8 images (each N x H x W)."""
         return combine(self.member_probs(batches), self.card.ensemble)
-
-
-def utc_now() -> str:
-    """The current time as an ISO 8601 UTC timestamp, for lineage and registry records."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def code_version() -> str:
-    """medflow's version and, when run from a git checkout, its commit."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=storage.local_path(__file__ + "/../..")).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{medflow.__version__}+{commit}" if commit else medflow.__version__
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("torch", "monai", "ray", "prefect", "pydicom", "albumentations", "numpy", "scikit-learn", "deltalake"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return out
-
-
-def write_json(uri: str, value: dict) -> None:
-    storage.write_bytes_atomic(uri, json.dumps(value, indent=2, default=str).encode())
-
-
-def read_json(uri: str) -> dict:
-    return json.loads(storage.read_bytes(uri))

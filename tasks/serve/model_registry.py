@@ -17,9 +17,9 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import BaseModel
 
-from tasks import metrics, model_store, storage
-from tasks.model_store import EnsembleModel
-from tasks.samples import Samples
+from tasks.core import metrics, records, storage
+from tasks.data.samples import Samples
+from tasks.model.store import EnsembleModel
 
 REGISTRY_ENV = "MEDFLOW_REGISTRY"
 CHAMPION_PREFIX = "champion:"
@@ -117,4 +117,4 @@ def paired_auc_gate(challenger: EnsembleModel, incumbent: EnsembleModel, val: Sa
 
 def write_decision(run_uri: str, decision: dict) -> None:
     """The decision and its evidence, stored beside the model."""
-    model_store.write_json(storage.join(run_uri, "promotion.json"), decision)
+    records.write_json(storage.join(run_uri, "promotion.json"), decision)

@@ -55,7 +55,7 @@ def _resnet(factory: Callable) -> Callable[[int, int], nn.Module]:
     return lambda num_classes, image_size: factory(spatial_dims=2, n_input_channels=1, num_classes=num_classes)
 
 
-REGISTRY: dict[str, Callable[[int, int], nn.Module]] = {
+ARCHITECTURES: dict[str, Callable[[int, int], nn.Module]] = {
     "seed_cnn": lambda num_classes, image_size: SeedCNN(num_classes, image_size),
     "resnet18": _resnet(nets.resnet18),
     "resnet34": _resnet(nets.resnet34),
@@ -74,7 +74,7 @@ class UnknownModelError(ValueError):
 def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
     """A freshly initialised network by registry name."""
     try:
-        factory = REGISTRY[name]
+        factory = ARCHITECTURES[name]
     except KeyError:
-        raise UnknownModelError(f"unknown model {name!r}; choose one of {sorted(REGISTRY)}") from None
+        raise UnknownModelError(f"unknown model {name!r}; choose one of {sorted(ARCHITECTURES)}") from None
     return factory(num_classes, image_size)

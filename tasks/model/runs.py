@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tasks import dataset, model_store, storage
-from tasks.config import RunConfig
-from tasks.model_store import Member, ModelCard, Preprocessing
+from tasks.core import records, storage
+from tasks.data import dataset
+from tasks.model import store as model_store
+from tasks.model.config import EnsembleConfig
+from tasks.model.store import Member, ModelCard, Preprocessing
 
 CONFIG_FILE, LINEAGE_FILE, METRICS_FILE = "config.json", "lineage.json", "metrics.json"
 
@@ -25,11 +27,11 @@ class RunInfo(BaseModel):
     image_size: int
 
 
-def prepare(run_uri: str, dataset_uri: str, version: int | None, config: RunConfig, flow_run_id: str | None) -> RunInfo:
+def prepare(run_uri: str, dataset_uri: str, version: int | None, config: EnsembleConfig, flow_run_id: str | None) -> RunInfo:
     """Pin the dataset version and record config + lineage, or check them against an earlier attempt."""
     lineage_uri = storage.join(run_uri, LINEAGE_FILE)
     if storage.exists(lineage_uri):
-        earlier = model_store.read_json(lineage_uri)
+        earlier = records.read_json(lineage_uri)
         same_version = version is None or version == earlier["dataset_version"]
         if earlier["dataset"] != dataset_uri or not same_version or earlier["config"] != config.model_dump(mode="json"):
             raise RunMismatchError(f"run {run_uri} was started with another dataset, dataset version or config; "
@@ -52,26 +54,26 @@ def prepare(run_uri: str, dataset_uri: str, version: int | None, config: RunConf
     lineage = {
         "dataset": dataset_uri, "dataset_version": version, "classes": classes, "image_size": info.image_size,
         "config": config.model_dump(mode="json"), "seeds": {p.name: p.seed for p in config.plans()},
-        "code_version": model_store.code_version(), "packages": model_store.package_versions(),
-        "prefect_flow_run_id": flow_run_id, "started": model_store.utc_now(),
+        "code_version": records.code_version(), "packages": records.package_versions(),
+        "prefect_flow_run_id": flow_run_id, "started": records.utc_now(),
     }
-    model_store.write_json(storage.join(run_uri, CONFIG_FILE), config.model_dump(mode="json"))
-    model_store.write_json(lineage_uri, lineage)
+    records.write_json(storage.join(run_uri, CONFIG_FILE), config.model_dump(mode="json"))
+    records.write_json(lineage_uri, lineage)
     return info
 
 
-def load(run_uri: str) -> tuple[RunInfo, RunConfig, dict]:
+def load(run_uri: str) -> tuple[RunInfo, EnsembleConfig, dict]:
     """A trained run's info, config and lineage."""
     lineage_uri = storage.join(run_uri, LINEAGE_FILE)
     if not storage.exists(lineage_uri):
         raise FileNotFoundError(f"no run at {run_uri}: {LINEAGE_FILE} is missing (run `medflow train` first)")
-    lineage = model_store.read_json(lineage_uri)
+    lineage = records.read_json(lineage_uri)
     info = RunInfo(run=run_uri, dataset=lineage["dataset"], version=lineage["dataset_version"],
                    classes=lineage["classes"], image_size=lineage["image_size"])
-    return info, RunConfig.model_validate(lineage["config"]), lineage
+    return info, EnsembleConfig.model_validate(lineage["config"]), lineage
 
 
-def publish_model(info: RunInfo, config: RunConfig, records: list[dict]) -> ModelCard:
+def publish_model(info: RunInfo, config: EnsembleConfig, records: list[dict]) -> ModelCard:
     """Write ``model/model.json`` for the trained members (a plain mean ensemble until evaluated)."""
     members = [Member(name=r["name"], architecture=r["architecture"], seed=r["seed"], file=f"members/{r['name']}.pt",
                       best_val_auc=r["best_val_auc"], epochs_run=r["epochs_run"]) for r in records]
@@ -79,7 +81,7 @@ def publish_model(info: RunInfo, config: RunConfig, records: list[dict]) -> Mode
                      preprocessing=Preprocessing(image_size=info.image_size, tta_hflip=config.evaluation.tta_hflip))
     model_store.save_card(storage.join(info.run, "model"), card)
     lineage_uri = storage.join(info.run, LINEAGE_FILE)
-    lineage = model_store.read_json(lineage_uri)
-    lineage["finished"] = model_store.utc_now()
-    model_store.write_json(storage.join(info.run, "model", LINEAGE_FILE), lineage)
+    lineage = records.read_json(lineage_uri)
+    lineage["finished"] = records.utc_now()
+    records.write_json(storage.join(info.run, "model", LINEAGE_FILE), lineage)
     return card

@@ -16,9 +16,10 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks import deid, storage
-from tasks.ingest import BatchResult, KnownDigests
-from tasks.labels import Item
+from tasks.core import storage
+from tasks.ingest import deid
+from tasks.ingest.batch import BatchResult, KnownDigests
+from tasks.ingest.labels import Item
 
 CACHE_PATH = ("_medflow", "source-fingerprints.parquet")
 _SCHEMA = pa.schema([("fingerprint", pa.string()), ("source_sha256", pa.string())])

@@ -1,0 +1,1 @@
+"""One DICOM file: bounded reads below a source, header checks, decoding to the display image."""
