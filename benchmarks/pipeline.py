@@ -49,13 +49,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     os.environ.setdefault("MEDFLOW_PSEUDONYM_KEY", secrets.token_urlsafe(32))
-    from medflow.cli import _environment_defaults
+    from flows.startup import environment_defaults
 
-    _environment_defaults()
+    environment_defaults()
     from datetime import datetime
 
     from flows.pipeline import PipelineParams, retrain_flow
-    from medflow.commands import start_services
+    from flows.startup import start_services
     from medflow.synthetic import write_corpus
 
     work = tempfile.mkdtemp(prefix="medflow-pipeline-bench-")
@@ -78,7 +78,7 @@ def main() -> None:
     # they span the subflows' own tasks and are not counted again
     orchestration = total - sum(stages.values())
     print(f"\nretrain_flow on {args.patients * args.images_per_patient} synthetic images (128 px), "
-          f"{args.members} members x {args.epochs} epochs; test AUC {result['test_auc']:.3f}")
+          f"{args.members} members x {args.epochs} epochs; test AUC {result.evaluation.test.point['auc']:.3f}")
     print(f"  start-up (Prefect temporary server + Ray, once per process) {startup:7.1f} s")
     for stage, value in stages.items():
         print(f"  {stage:<12} {value:8.1f} s  {100 * value / total:5.1f}%")

@@ -43,9 +43,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000, help="images written when no --source is given")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from medflow.cli import _environment_defaults
+    from flows.startup import environment_defaults
 
-    _environment_defaults()
+    environment_defaults()
     import numpy as np
 
     from tasks.core.cluster import ensure_ray

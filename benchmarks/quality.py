@@ -40,14 +40,14 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=28)
     args = parser.parse_args()
     os.environ.setdefault("MEDFLOW_PSEUDONYM_KEY", secrets.token_urlsafe(32))
-    from medflow.cli import _environment_defaults
+    from flows.startup import environment_defaults
 
-    _environment_defaults()
+    environment_defaults()
     from flows.evaluate import EvaluateParams, evaluate_flow
     from flows.ingest import IngestParams, ingest_flow
     from flows.predict import PredictParams, predict_flow
+    from flows.startup import start_services
     from flows.train import TrainParams, train_flow
-    from medflow.commands import start_services
     from tasks.model.config import load_config
 
     work = args.work or tempfile.mkdtemp(prefix="medflow-quality-")
@@ -89,23 +89,23 @@ def main() -> None:
     predicted = np.array([CLASSES.index(r["predicted"]) for r in preds if not r["reason"]])
     auc, acc = roc_auc_score(y, p), accuracy_score(y, predicted)
 
-    print(f"\ndataset: {summary['added']} images ingested (v{summary['version']}), test files predicted {len(y)}, refused {len(refused)}")
-    print("members: " + ", ".join(f"{m['name']} {m['architecture']} val AUC {m['best_val_auc']:.3f} ({m['epochs_run']} ep)"
-                                  for m in trained["members"]))
-    ens = evaluation["ensemble"]
-    print(f"ensemble: {ens['combiner']}, temperature {ens['temperature']:.2f}, operating point {ens['threshold']:.3f} "
-          f"(chosen on validation); validation AUC {evaluation['val']['point']['auc']:.4f}")
-    ci = evaluation["test"]["ci"]
+    print(f"\ndataset: {summary.added} images ingested (v{summary.version}), test files predicted {len(y)}, refused {len(refused)}")
+    print("members: " + ", ".join(f"{m.name} {m.architecture} val AUC {m.best_val_auc:.3f} ({m.epochs_run} ep)"
+                                  for m in trained.members))
+    ens = evaluation.ensemble
+    print(f"ensemble: {ens.combiner}, temperature {ens.temperature:.2f}, operating point {ens.threshold:.3f} "
+          f"(chosen on validation); validation AUC {evaluation.val.point['auc']:.4f}")
+    ci = evaluation.test.ci
     print(f"\n{'PneumoniaMNIST test split':<34} {'AUC':>7} {'ACC':>7}")
     print(f"{'medflow (this run, predict)':<34} {auc:7.3f} {acc:7.3f}   AUC 95% CI [{ci['auc'][0]:.3f}, {ci['auc'][1]:.3f}], "
-          f"ACC at 0.5 {evaluation['test']['point']['accuracy_at_0.5']:.3f}")
+          f"ACC at 0.5 {evaluation.test.point['accuracy_at_0.5']:.3f}")
     for name, pub_auc, pub_acc in PUBLISHED:
         verdict = "beaten" if auc > pub_auc and acc > pub_acc else "not beaten"
         print(f"{name + ' (published)':<34} {pub_auc:7.3f} {pub_acc:7.3f}   {verdict}")
     print("\nwall time (s), 2 CPU cores:")
     for name, seconds in times.items():
         print(f"  {name:<36} {seconds:8.1f}")
-    print(f"report: {evaluation['report']}")
+    print(f"report: {evaluation.report}")
 
 
 if __name__ == "__main__":

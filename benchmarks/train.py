@@ -87,13 +87,13 @@ def epoch_times(starts: list[float]) -> list[float]:
 
 def compare(args: argparse.Namespace) -> None:
     os.environ.setdefault("MEDFLOW_PSEUDONYM_KEY", secrets.token_urlsafe(32))
-    from medflow.cli import _environment_defaults
+    from flows.startup import environment_defaults
 
-    _environment_defaults()
+    environment_defaults()
     from flows.ingest import IngestParams, ingest_flow
+    from flows.startup import start_services
     from flows.train import TrainParams, train_flow
-    from medflow.commands import start_services
-    from tasks.core import records, storage
+    from tasks.core import storage
     from tasks.data.samples import load_split
     from tasks.model.config import EnsembleConfig
 
@@ -117,7 +117,7 @@ def compare(args: argparse.Namespace) -> None:
     plain = epoch_times(plain_epochs(member, train, val, args.epochs, args.threads))
     run = os.path.join(work, "run")
     train_flow(TrainParams(dataset=ingest.dataset, run=run, config=config))
-    record = records.read_json(storage.join(run, "model", "members", "member-0.json"))
+    record = storage.read_json(storage.join(run, "model", "members", "member-0.json"))
     medflow = epoch_times([h["epoch_started"] for h in record["history"]])
     plain += epoch_times(plain_epochs(member, train, val, args.epochs, args.threads))
     m, p = statistics.median(medflow), statistics.median(plain)

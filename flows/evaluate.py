@@ -11,7 +11,7 @@ from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
 from tasks.core import storage
 from tasks.evaluate import report
-from tasks.evaluate.evaluation import ENSEMBLE, evaluate
+from tasks.evaluate.evaluation import ENSEMBLE, Evaluation, EvaluationResult, evaluate
 from tasks.model import runs
 
 
@@ -20,7 +20,7 @@ class EvaluateParams(BaseModel):
 
 
 @task(**IO_RETRIES, **QUIET)
-def evaluate_run(params: EvaluateParams) -> tuple[dict, dict[str, bytes]]:
+def evaluate_run(params: EvaluateParams) -> Evaluation:
     return evaluate(*runs.load(params.run))
 
 
@@ -39,13 +39,11 @@ def publish_artifacts(doc: dict, report_uri: str, plots: dict[str, bytes]) -> No
 
 
 @flow(name="evaluate", log_prints=False)
-def evaluate_flow(params: EvaluateParams) -> dict:
+def evaluate_flow(params: EvaluateParams) -> EvaluationResult:
     """Fit the ensemble on validation, score every model on val and test, write the report."""
-    doc, plots = evaluate_run(params)
-    report_uri = storage.join(params.run, "report", "index.html")
-    publish_artifacts(doc, report_uri, plots)
-    test = doc["results"][ENSEMBLE]["test"]["point"]
-    get_run_logger().info("ensemble (%s) test AUC %.3f, accuracy %.3f at the operating point", doc["ensemble"]["combiner"],
-                          test["auc"], test["accuracy_at_op"])
-    return {"report": report_uri, "metrics": storage.join(params.run, runs.METRICS_FILE), "ensemble": doc["ensemble"],
-            "test": doc["results"][ENSEMBLE]["test"], "val": doc["results"][ENSEMBLE]["val"]}
+    evaluation = evaluate_run(params)
+    publish_artifacts(evaluation.doc, evaluation.report, evaluation.plots)
+    result = evaluation.result(storage.join(params.run, runs.METRICS_FILE))
+    get_run_logger().info("ensemble (%s) test AUC %.3f, accuracy %.3f at the operating point", result.ensemble.combiner,
+                          result.test.point["auc"], result.test.point["accuracy_at_op"])
+    return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -20,8 +19,9 @@ from tasks.ingest import deid, fingerprints
 from tasks.ingest.batch import KnownDigests
 from tasks.ingest.decode import Decoded, decode_all
 from tasks.ingest.labels import Plan, plan
-from tasks.ingest.publish import publish_version, write_rejects
+from tasks.ingest.publish import publish_version, refused_paths, write_rejects
 from tasks.ingest.reconcile import Outcome, reconcile
+from tasks.ingest.summary import IngestSummary, SplitAudit, summarize
 
 
 class IngestParams(BaseModel):
@@ -95,34 +95,18 @@ def decide_outcomes(params: IngestParams, work: Plan, decoded: Decoded, index) -
 
 
 @task(**IO_RETRIES, **QUIET)
-def publish(params: IngestParams, decoded: Decoded, outcome: Outcome, counts: dict, base_version: int | None) -> int | None:
-    return publish_version(params.dataset, decoded, outcome, counts, base_version)
+def publish(params: IngestParams, decoded: Decoded, outcome: Outcome, summary: IngestSummary,
+            base_version: int | None) -> int | None:
+    return publish_version(params.dataset, decoded, outcome, summary.model_dump(exclude={"audit"}), base_version)
 
 
 @task(**IO_RETRIES, **QUIET)
 def save_rejects(params: IngestParams, work: Plan, outcome: Outcome) -> None:
-    paths = {item.index: item.path for item in work.items}
-    rows = work.rejects + [(paths[i], reason, detail) for i, reason, detail in outcome.rejects]
-    write_rejects(params.rejects, rows)
-
-
-def summarize(work: Plan, decoded: Decoded, outcome: Outcome) -> dict:
-    """Counts only: no paths, no identifiers."""
-    reasons = Counter(r for _, r, _ in work.rejects) + Counter(r for _, r, _ in outcome.rejects)
-    return {
-        "inputs": len(work.items) + len(work.rejects),
-        "added": len(outcome.keep),
-        "unchanged": outcome.unchanged,
-        "unchanged_not_read": decoded.not_read,
-        "relabelled_not_applied": outcome.relabelled,
-        "rejected": sum(reasons.values()),
-        "rejected_by_reason": dict(sorted(reasons.items())),
-        "added_per_split": dict(sorted(Counter(outcome.keep.values()).items())),
-    }
+    write_rejects(params.rejects, refused_paths(work, outcome))
 
 
 @flow(name="ingest", log_prints=False)
-def ingest_flow(params: IngestParams) -> dict:
+def ingest_flow(params: IngestParams) -> IngestSummary:
     """Plan, decode on Ray, reconcile, publish one version, write the rejects CSV."""
     logger = get_run_logger()
     work = plan_inputs(params)
@@ -133,36 +117,21 @@ def ingest_flow(params: IngestParams) -> dict:
     decoded = decode_on_ray(params, quote(work), quote(index), quote(cache))
     outcome = decide_outcomes(params, quote(work), quote(decoded), quote(index))
     summary = summarize(work, decoded, outcome)
-    summary["version"] = publish(params, quote(decoded), quote(outcome), summary, dataset.index_version(index))
+    version = publish(params, quote(decoded), quote(outcome), summary, dataset.index_version(index))
     save_rejects(params, quote(work), quote(outcome))
     save_fingerprints(params, quote(work), quote(decoded), quote(cache))
-    if summary["version"] is None:
-        summary["version"] = dataset.latest_version(params.dataset)
-    summary["audit"] = audit_task(params.dataset)
-    logger.info("ingest summary: %s", {k: v for k, v in summary.items() if k != "audit"})
-    create_markdown_artifact(key="ingest-summary", markdown=summary_markdown(summary), description="medflow ingest")
+    summary.published = version is not None
+    summary.version = version if version is not None else dataset.latest_version(params.dataset)
+    summary.image_size = params.image_size
+    summary.audit = audit_task(params.dataset)
+    logger.info("ingest summary: %s", summary.model_dump(exclude={"audit"}))
+    create_markdown_artifact(key="ingest-summary", markdown=summary.markdown(), description="medflow ingest")
     return summary
 
 
 @task(**IO_RETRIES, **QUIET)
-def audit_task(uri: str) -> dict:
+def audit_task(uri: str) -> SplitAudit:
     if dataset.latest_version(uri) is None:
-        return audit([])
+        return SplitAudit.model_validate(audit([]))
     index = dataset.read_version(uri, columns=["patient_key", "split"])
-    result = audit(zip(index.column("patient_key").to_pylist(), index.column("split").to_pylist(), strict=True))
-    result.pop("leaked_patient_keys")
-    return result
-
-
-def summary_markdown(summary: dict) -> str:
-    lines = ["# Ingest", "", "| | |", "|---|---|"]
-    for name in ("version", "inputs", "added", "unchanged", "unchanged_not_read", "rejected"):
-        lines.append(f"| {name} | {summary.get(name)} |")
-    lines += ["", "## Refused, by reason", "", "| reason | files |", "|---|---|"]
-    lines += [f"| {r} | {n} |" for r, n in summary["rejected_by_reason"].items()]
-    audit_ = summary["audit"]
-    lines += ["", "## Patients per split (whole dataset)", "", "| split | patients |", "|---|---|"]
-    lines += [f"| {s} | {n} |" for s, n in audit_["patients_per_split"].items()]
-    lines += ["", f"Patients in more than one split: **{audit_['patients_in_several_splits']}**"]
-    return "\n".join(lines)
-
+    return SplitAudit.model_validate(audit(zip(index.column("patient_key").to_pylist(), index.column("split").to_pylist(), strict=True)))

@@ -10,7 +10,8 @@ from flows.uris import Uri
 from tasks.model import runs
 from tasks.model.config import EnsembleConfig
 from tasks.model.runs import RunInfo
-from tasks.train.members import train_members
+from tasks.model.store import MemberRecord
+from tasks.train.members import TrainSummary, train_members
 
 
 class TrainParams(BaseModel):
@@ -28,27 +29,26 @@ def prepare_run(params: TrainParams) -> RunInfo:
 
 
 @task(**QUIET)
-def train_on_ray(params: TrainParams, info: RunInfo) -> list[dict]:
+def train_on_ray(params: TrainParams, info: RunInfo) -> list[MemberRecord]:
     logger = get_run_logger()
 
-    def done(record: dict) -> None:
-        logger.info("%s (%s) done: best validation AUC %.3f after %d epochs", record["name"], record["architecture"],
-                    record["best_val_auc"], record["epochs_run"])
+    def done(record: MemberRecord) -> None:
+        logger.info("%s (%s) done: best validation AUC %.3f after %d epochs", record.name, record.architecture,
+                    record.best_val_auc, record.epochs_run)
 
     return train_members(info.dataset, info.version, info.run, params.config, info.classes, on_done=done)
 
 
 @task(**IO_RETRIES, **QUIET)
-def publish_model(params: TrainParams, info: RunInfo, records: list[dict]) -> None:
-    runs.publish_model(info, params.config, records)
+def publish_model(params: TrainParams, info: RunInfo, trained: list[MemberRecord]) -> None:
+    runs.publish_model(info, params.config, trained)
 
 
 @flow(name="train", log_prints=False)
-def train_flow(params: TrainParams) -> dict:
+def train_flow(params: TrainParams) -> TrainSummary:
     """Pin the dataset version, train the members (concurrently where Ray has room), publish the model."""
     info = prepare_run(params)
     get_run_logger().info("training %d member(s) on dataset v%d, classes %s", params.config.members, info.version, info.classes)
-    records = train_on_ray(params, info)
-    publish_model(params, info, records)
-    return {"run": info.run, "dataset_version": info.version, "classes": info.classes,
-            "members": [{k: r[k] for k in ("name", "architecture", "seed", "best_val_auc", "epochs_run")} for r in records]}
+    trained = train_on_ray(params, info)
+    publish_model(params, info, trained)
+    return TrainSummary(run=info.run, dataset_version=info.version, classes=info.classes, members=trained)

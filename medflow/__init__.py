@@ -1,3 +1,5 @@
 """medflow: DICOM folders or buckets -> versioned datasets -> trained, evaluated image classifiers."""
 
-__version__ = "0.1.0"
+from tasks.core.provenance import VERSION as __version__
+
+__all__ = ["__version__"]

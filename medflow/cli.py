@@ -3,16 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-
-def _environment_defaults() -> None:
-    """Quiet, self-contained defaults for the embedded mode (each can be overridden)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,14 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    _environment_defaults()
-    args = build_parser().parse_args(argv)
-    from medflow import commands  # imported late: Prefect reads the environment at import
+# command -> (module, function); modules are imported only when their command runs (torch, MONAI and
+# scikit-learn take seconds to import, Prefect reads the environment at import)
+COMMANDS = {
+    "ingest": ("medflow.commands", "ingest"), "dataset": ("medflow.commands", "dataset_command"),
+    **{name: ("medflow.model_commands", name) for name in ("demo", "train", "evaluate", "predict", "serve", "promote", "rollback")},
+    "run": ("medflow.model_commands", "run_pipeline"),
+}
 
+
+def main(argv: list[str] | None = None) -> int:
+    import importlib
+
+    from flows import startup
+
+    startup.environment_defaults()
+    args = build_parser().parse_args(argv)
+    from medflow.errors import CONFIGURATION_ERRORS
+
+    module, function = COMMANDS[args.command]
     try:
-        return commands.run(args)
-    except commands.CONFIGURATION_ERRORS as exc:
+        return getattr(importlib.import_module(module), function)(args)
+    except CONFIGURATION_ERRORS as exc:
         print(f"medflow: error: {one_line(exc)}", file=sys.stderr)
         return 2
 

@@ -1,46 +1,25 @@
-"""What each CLI command does: call its flow, then print a short, PHI-free summary.
+"""The data commands (ingest, dataset info/export): call the flow, print a short, PHI-free summary.
 
-Data commands live here; the model commands (train, evaluate, predict, run, serve, promote, rollback,
-demo) are in ``medflow.model_commands``, imported only when one runs: they need torch, MONAI and
-scikit-learn, whose imports alone take seconds.
+The model commands are in ``medflow.model_commands``, imported only when one runs: they need torch,
+MONAI and scikit-learn, whose imports alone take seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import threading
 
-from pydantic import ValidationError
-
+from flows import startup
 from flows.ingest import IngestParams, ingest_flow
+from medflow.summaries import print_ingest
 from tasks.core import storage
-from tasks.core.cluster import ensure_ray
 from tasks.data import dataset
-from tasks.data.splits import SplitLeakageError
 from tasks.ingest import deid
-from tasks.ingest.labels import LabelsError, read_labels
-
-CONFIGURATION_ERRORS = (  # one line on stderr, exit code 2 (RegistryError is a ValueError)
-    LabelsError,
-    deid.PseudonymKeyError,
-    SplitLeakageError,
-    dataset.DatasetNotFoundError,
-    ValidationError,
-    ValueError,
-    FileNotFoundError,
-    dataset.ConcurrentPublishError,
-)
+from tasks.ingest.labels import read_labels
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.command == "dataset":
-        return dataset_info(args) if args.dataset_command == "info" else dataset_export(args)
-    if args.command == "ingest":
-        return ingest(args)
-    from medflow import model_commands
-
-    return model_commands.COMMANDS[args.command](args)
+def dataset_command(args: argparse.Namespace) -> int:
+    return dataset_info(args) if args.dataset_command == "info" else dataset_export(args)
 
 
 def _fractions(text: str) -> dict[str, float]:
@@ -58,25 +37,9 @@ def ingest(args: argparse.Namespace) -> int:
         **_fractions(args.split_fractions),
     )
     preflight(params)
-    start_services()
-    print_ingest_summary(ingest_flow(params), params)
+    startup.start_services()
+    print_ingest(ingest_flow(params), params.dataset, params.rejects)
     return 0
-
-
-def start_services() -> None:
-    """Start Prefect's temporary server (embedded mode only) while Ray starts: together they are
-    most of a run's fixed cost, and neither needs the other to start."""
-    from prefect.settings import PREFECT_API_URL
-
-    thread = None
-    if not PREFECT_API_URL.value():
-        from prefect.server.api.server import SubprocessASGIServer
-
-        thread = threading.Thread(target=lambda: SubprocessASGIServer().start(), daemon=True)
-        thread.start()
-    ensure_ray()  # Ray must be initialised from the main thread
-    if thread:
-        thread.join()
 
 
 def preflight(params: IngestParams) -> None:
@@ -85,21 +48,6 @@ def preflight(params: IngestParams) -> None:
     read_labels(params.labels)
     if not storage.exists(params.source):
         raise ValueError(f"source not found: {params.source}")
-
-
-def print_ingest_summary(summary: dict, params: IngestParams) -> None:
-    print(f"dataset {params.dataset}: version {summary['version']}")
-    print(f"  inputs {summary['inputs']}, added {summary['added']}, unchanged {summary['unchanged']} "
-          f"({summary['unchanged_not_read']} known by fingerprint, not read), "
-          f"rejected {summary['rejected']}")
-    for reason, count in summary["rejected_by_reason"].items():
-        print(f"    {reason}: {count}")
-    if summary["relabelled_not_applied"]:
-        print(f"  note: {summary['relabelled_not_applied']} already-ingested images have a new label in the CSV; "
-              "labels of ingested images are not rewritten")
-    audit = summary["audit"]
-    print(f"  patients per split {audit['patients_per_split']}, in several splits: {audit['patients_in_several_splits']}")
-    print(f"  rejects written to {params.rejects}")
 
 
 def dataset_info(args: argparse.Namespace) -> int:

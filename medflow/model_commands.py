@@ -6,18 +6,18 @@ import argparse
 import os
 import secrets
 
+from flows import startup
 from flows.evaluate import EvaluateParams, evaluate_flow
-from flows.ingest import IngestParams, ingest_flow
-from flows.pipeline import PipelineParams, config_digest, retrain_flow
+from flows.ingest import IngestParams
+from flows.pipeline import PipelineParams, PipelineResult, retrain_flow
 from flows.predict import PredictParams, predict_flow
 from flows.train import TrainParams, train_flow
-from medflow.commands import print_ingest_summary, start_services
+from medflow.commands import preflight
+from medflow.summaries import print_decision, print_evaluation, print_ingest, print_training
 from medflow.synthetic import write_corpus
 from tasks.core import storage
 from tasks.data import dataset
-from tasks.evaluate import report
 from tasks.ingest import deid
-from tasks.ingest.labels import read_labels
 from tasks.model.config import EnsembleConfig, load_config
 from tasks.serve import model_registry as registry
 from tasks.serve import promotion
@@ -29,41 +29,19 @@ def train(args: argparse.Namespace) -> int:
     params = TrainParams(dataset=args.dataset, run=args.run, version=args.version, config=config)
     if dataset.latest_version(params.dataset) is None:
         raise ValueError(f"no dataset at {params.dataset}; run `medflow ingest` first")
-    start_services()
+    startup.start_services()
     check_room(config)  # before the flow: a plain error, not a failed run
-    print_train_summary(train_flow(params))
+    print_training(train_flow(params))
     return 0
-
-
-def print_train_summary(summary: dict) -> None:
-    print(f"run {summary['run']}: dataset v{summary['dataset_version']}, classes {summary['classes']}")
-    for m in summary["members"]:
-        print(f"  {m['name']} ({m['architecture']}, seed {m['seed']}): best validation AUC {m['best_val_auc']:.3f}, "
-              f"{m['epochs_run']} epochs")
-    print(f"  model written to {storage.join(summary['run'], 'model')}")
 
 
 def evaluate(args: argparse.Namespace) -> int:
     params = EvaluateParams(run=args.run)
     if not storage.exists(storage.join(params.run, "model", "model.json")):
         raise FileNotFoundError(f"no trained model in {params.run}/model (run `medflow train` first)")
-    start_services()
+    startup.start_services()
     print_evaluation(evaluate_flow(params))
     return 0
-
-
-def print_evaluation(result: dict) -> None:
-    ens = result["ensemble"]
-    print(f"ensemble: {ens['combiner']}, temperature {ens['temperature']:.2f}, "
-          f"operating point {ens['threshold']:.3f} (fitted on validation)")
-    for split in ("test", "val"):
-        point, ci = result[split]["point"], result[split]["ci"]
-        print(f"  {split}: AUC {report.fmt(point['auc'], ci.get('auc'))}, "
-              f"accuracy {report.fmt(point['accuracy_at_op'], ci.get('accuracy_at_op'))}, "
-              f"sensitivity {report.fmt(point['sensitivity_at_op'], ci.get('sensitivity_at_op'))}, "
-              f"specificity {report.fmt(point['specificity_at_op'], ci.get('specificity_at_op'))}")
-    print(f"  report: {result['report']}")
-    print(f"  metrics: {result['metrics']}")
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -73,7 +51,7 @@ def predict(args: argparse.Namespace) -> int:
     from tasks.model.store import resolve
 
     resolve(params.model)  # a missing model is a one-line error before any flow starts
-    start_services()
+    startup.start_services()
     counts = predict_flow(params)
     print(f"predictions written to {params.out}: {sum(counts['predicted'].values())} predicted {counts['predicted']}, "
           f"{sum(counts['refused'].values())} refused {counts['refused']}")
@@ -91,23 +69,21 @@ def load_pipeline_params(path: str, **overrides) -> PipelineParams:
 
 def run_pipeline(args: argparse.Namespace) -> int:
     params = load_pipeline_params(args.config, force_retrain=args.force_retrain)
-    deid.load_pseudonym_key()
-    read_labels(params.labels)
-    start_services()
+    preflight(params.ingest)
+    startup.start_services()
     check_room(params.config)
-    result = retrain_flow(params)
-    print(f"dataset {params.dataset}: version {result['dataset_version']} (added {result['ingest']['added']})")
-    if result["run"] is None:
-        print("  this dataset version and config were trained and evaluated already: nothing retrained")
-        return 0
-    print(f"  run {result['run']}: test AUC {result['test_auc']:.3f}; report {result['report']}")
-    print_decision(result["promotion"])
+    print_pipeline(retrain_flow(params), params)
     return 0
 
 
-def print_decision(decision: dict) -> None:
-    print(f"  promotion ({decision['task']}): {'promoted' if decision['promoted'] else 'not promoted'} — {decision['reason']}")
-    print(f"  champion: {decision['champion_after']}")
+def print_pipeline(result: PipelineResult, params: PipelineParams) -> None:
+    print_ingest(result.ingest, params.ingest.dataset, params.ingest.rejects)
+    if result.run is None:
+        print("  this dataset version and config were trained and evaluated already: nothing retrained")
+        return
+    print_training(result.training)
+    print_evaluation(result.evaluation)
+    print_decision(result.promotion)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -139,6 +115,7 @@ def rollback(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
+    """A synthetic corpus, then the retraining pipeline, the same flow the nightly deployment runs."""
     out = os.path.abspath(args.out)
     source = os.path.join(out, "source")
     if not os.environ.get(deid.KEY_ENV):
@@ -152,17 +129,14 @@ def demo(args: argparse.Namespace) -> int:
     if not os.path.exists(os.path.join(source, "labels.csv")):
         print(f"demo: writing a synthetic DICOM corpus to {source}")
         write_corpus(source, n_patients=args.patients, images_per_patient=args.images_per_patient, contrast=0.12)
-    params = IngestParams(source=source, labels=os.path.join(source, "labels.csv"), image_size=64,
-                          dataset=os.path.join(out, "dataset"), rejects=os.path.join(out, "rejects.csv"))
-    start_services()
-    print_ingest_summary(ingest_flow(params), params)
-    config = EnsembleConfig.model_validate({"members": 3, "architectures": ["seed_cnn", "resnet18"], "train": {"epochs": args.epochs},
-                                    "evaluation": {"bootstrap_resamples": 1000}})
-    run = os.path.join(out, "runs", f"v{dataset.latest_version(params.dataset)}-{config_digest(config)}")
-    print_train_summary(train_flow(TrainParams(dataset=params.dataset, run=run, config=config)))
-    print_evaluation(evaluate_flow(EvaluateParams(run=run)))
+    params = PipelineParams(
+        ingest=IngestParams(source=source, labels=os.path.join(source, "labels.csv"), image_size=64,
+                            dataset=os.path.join(out, "dataset"), rejects=os.path.join(out, "rejects.csv")),
+        runs=os.path.join(out, "runs"), registry=os.path.join(out, "registry"), task="demo",
+        config=EnsembleConfig.model_validate({"members": 3, "architectures": ["seed_cnn", "resnet18"],
+                                              "train": {"epochs": args.epochs}, "evaluation": {"bootstrap_resamples": 1000}}))
+    print(f"demo: library logs (Ray, Prefect's server) go to {startup.start_services(os.path.join(out, 'medflow.log'))}")
+    print_pipeline(retrain_flow(params), params)
     return 0
 
 
-COMMANDS = {"demo": demo, "train": train, "evaluate": evaluate, "predict": predict, "run": run_pipeline,
-            "serve": serve, "promote": promote, "rollback": rollback}

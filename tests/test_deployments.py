@@ -140,7 +140,7 @@ def test_deployments_have_the_schedule_defaults_and_form(deployed):
     url, root, _ = deployed
     nightly = _client_call(url, lambda c: c.read_deployment_by_name("retrain/nightly-retrain"))
     assert nightly.schedules[0].schedule.cron == "0 2 * * *" and nightly.schedules[0].schedule.timezone == "UTC"
-    assert nightly.parameters["params"]["dataset"] == str(root / "ds")  # default parameters from the environment
+    assert nightly.parameters["params"]["ingest"]["dataset"] == str(root / "ds")  # default parameters from the environment
     assert "params" in nightly.parameter_openapi_schema["properties"]  # what the UI renders as the run form
     weekly = _client_call(url, lambda c: c.read_deployment_by_name("retrain/weekly-forced-retrain"))
     assert weekly.parameters["params"]["force_retrain"] is True and weekly.entrypoint == nightly.entrypoint
@@ -149,9 +149,9 @@ def test_deployments_have_the_schedule_defaults_and_form(deployed):
 def test_a_run_with_custom_parameters_triggered_through_the_api_completes(deployed, tmp_path):
     url, root, labels = deployed
     deployment = _client_call(url, lambda c: c.read_deployment_by_name("retrain/nightly-retrain"))
-    custom = {"source": str(root / "src"), "labels": labels, "dataset": str(tmp_path / "ds"),
-              "rejects": str(tmp_path / "rejects.csv"), "runs": str(tmp_path / "runs"),
-              "registry": str(tmp_path / "registry"), "task": "chest", "image_size": 16, "config": TINY}
+    custom = {"ingest": {"source": str(root / "src"), "labels": labels, "dataset": str(tmp_path / "ds"),
+                         "rejects": str(tmp_path / "rejects.csv"), "image_size": 16},
+              "runs": str(tmp_path / "runs"), "registry": str(tmp_path / "registry"), "task": "chest", "config": TINY}
     flow_run = _client_call(url, lambda c: c.create_flow_run_from_deployment(deployment.id, parameters={"params": custom}))
     state = _wait(url, flow_run.id)
     assert state.is_completed(), (state, (root / "worker.log").read_text()[-3000:])
@@ -170,7 +170,8 @@ def test_the_prefect_ui_starts_a_run_of_the_deployment_and_shows_it_complete(dep
     url, root, _ = deployed
     ui = url.removesuffix("/api")
     deployment = _client_call(url, lambda c: c.read_deployment_by_name("retrain/nightly-retrain"))
-    params = {**deployment.parameters["params"], "config": TINY, "image_size": 16, "task": "ui"}
+    defaults = deployment.parameters["params"]
+    params = {**defaults, "ingest": {**defaults["ingest"], "image_size": 16}, "config": TINY, "task": "ui"}
 
     async def set_defaults(client):  # what the UI's Edit form does: new default parameters
         from prefect.client.schemas.actions import DeploymentUpdate

@@ -37,12 +37,12 @@ def test_unchanged_rerun_adds_nothing_and_reads_no_file(tmp_path, corpus, ray_lo
     params = params_for(tmp_path, *corpus)
     first = ingest_flow(params)
     second = ingest_flow(params)
-    assert first["added"] == 12 and first["version"] == 0 and first["unchanged_not_read"] == 0
-    assert second["added"] == 0 and second["unchanged"] == 12 and second["version"] == 0
-    assert second["unchanged_not_read"] == 12  # known by fingerprint: not even opened
+    assert first.added == 12 and first.version == 0 and first.unchanged_not_read == 0
+    assert second.added == 0 and second.unchanged == 12 and second.version == 0
+    assert second.unchanged_not_read == 12  # known by fingerprint: not even opened
     assert dataset.latest_version(params.dataset) == 0
     rehashed = ingest_flow(params.model_copy(update={"rehash": True}))
-    assert rehashed["unchanged"] == 12 and rehashed["unchanged_not_read"] == 0
+    assert rehashed.unchanged == 12 and rehashed.unchanged_not_read == 0
 
 
 def test_a_file_rewritten_with_same_size_and_mtime_is_read_again(tmp_path, corpus, ray_local):
@@ -57,8 +57,8 @@ def test_a_file_rewritten_with_same_size_and_mtime_is_read_again(tmp_path, corpu
     target.write_bytes(bytes(data))
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # modification time put back
     summary = ingest_flow(params)
-    assert summary["unchanged_not_read"] == 11 and summary["unchanged"] == 11
-    assert summary["rejected_by_reason"] == {"duplicate_sop_instance_uid": 1}  # same UID, other pixels: caught
+    assert summary.unchanged_not_read == 11 and summary.unchanged == 11
+    assert summary.rejected_by_reason == {"duplicate_sop_instance_uid": 1}  # same UID, other pixels: caught
 
 
 def test_a_damaged_fingerprint_cache_is_only_a_miss(tmp_path, corpus, ray_local):
@@ -67,8 +67,8 @@ def test_a_damaged_fingerprint_cache_is_only_a_miss(tmp_path, corpus, ray_local)
     with open(fingerprints.cache_uri(params.dataset), "wb") as f:
         f.write(b"not parquet")
     summary = ingest_flow(params)
-    assert summary["unchanged"] == 12 and summary["unchanged_not_read"] == 0 and summary["added"] == 0
-    assert ingest_flow(params)["unchanged_not_read"] == 12  # rewritten by the run before
+    assert summary.unchanged == 12 and summary.unchanged_not_read == 0 and summary.added == 0
+    assert ingest_flow(params).unchanged_not_read == 12  # rewritten by the run before
 
 
 def test_only_new_files_are_decoded_and_patients_keep_their_split(tmp_path, corpus, ray_local):
@@ -83,7 +83,7 @@ def test_only_new_files_are_decoded_and_patients_keep_their_split(tmp_path, corp
     with open(labels, "a") as f:
         f.writelines(f"{r['path']},{r['label']}\n" for r in read_csv(more))
     summary = ingest_flow(params)
-    assert summary["added"] == 8 and summary["unchanged"] == 12 and summary["version"] == 1
+    assert summary.added == 8 and summary.unchanged == 12 and summary.version == 1
     after = {r["patient_key"]: r["split"] for r in dataset.read_version(params.dataset).to_pylist()}
     assert all(after[p] == s for p, s in before.items())
     assert len(after) == 10
@@ -105,7 +105,7 @@ def test_crash_mid_publish_then_rerun_equals_one_clean_run(tmp_path, corpus, ray
     rerun = ingest_flow(crashed)
     clean = params_for(tmp_path, source, labels, "clean")
     ingest_flow(clean)
-    assert rerun["added"] == 12
+    assert rerun.added == 12
     assert rows(crashed.dataset) == rows(clean.dataset)
 
 
@@ -132,7 +132,7 @@ def _race(monkeypatch, params: IngestParams) -> list:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tasks.data.dataset, "commit_parts", commit_after_both_decided)
-    outcomes = run_together(lambda: ingest_flow(params)["version"])
+    outcomes = run_together(lambda: ingest_flow(params).version)
     monkeypatch.undo()
     return outcomes
 
@@ -148,7 +148,7 @@ def test_two_concurrent_ingests_publish_one_version_without_duplicates(tmp_path,
         assert dataset.latest_version(params.dataset) == expected_version
         keys = [r[0] for r in rows(params.dataset)]
         assert len(keys) == len(set(keys))  # no image twice
-        assert ingest_flow(params)["added"] == 0  # the loser's rerun finds nothing new
+        assert ingest_flow(params).added == 0  # the loser's rerun finds nothing new
         if expected_version == 0:  # round two: new files arrive, two ingests race again
             good_corpus(str(tmp_path / "more"), n_patients=3, images_per_patient=2, seed=5)
             shutil.copytree(tmp_path / "more", source / "more", dirs_exist_ok=True)

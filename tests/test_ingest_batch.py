@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from tasks.ingest.batch import KnownDigests, process_batch
+from tasks.core.refusals import Reason, RefusedItem
+from tasks.ingest.batch import KnownDigests, Unchanged, process_batch
 from tasks.ingest.labels import Item
 from tests.conftest import TEST_KEY
 from tests.fixtures import PHI, RAMP
@@ -19,23 +20,23 @@ def write_good(path) -> None:
 def test_unreadable_file_is_a_read_error(tmp_path):
     os.symlink("loop.dcm", tmp_path / "loop.dcm")  # a symlink loop: open() fails with ELOOP
     result = process_batch(str(tmp_path), [Item(0, "loop.dcm", "a", None, 10)], set(), TEST_KEY, 16)
-    assert result.rejects == [(0, "read_error", "OSError after 3 attempts")]
+    assert result.rejects == [RefusedItem(0, Reason.READ_ERROR, "OSError after 3 attempts")]
 
 
 def test_unexpected_exception_becomes_internal_error_and_the_batch_goes_on(tmp_path):
     write_good(tmp_path / "a.dcm")
     items = [Item(0, "a.dcm", "a", None, 10), Item(1, "a.dcm", "a", None, 10)]
     result = process_batch(str(tmp_path), items, set(), TEST_KEY, image_size=-1)  # an impossible size makes the resize fail
-    assert [r[1] for r in result.rejects] == ["internal_error", "internal_error"]
-    assert result.rejects[0][2] == "ValueError"  # the type only: messages could carry data
+    assert [r.reason for r in result.rejects] == ["internal_error", "internal_error"]
+    assert result.rejects[0].detail == "ValueError"  # the type only: messages could carry data
 
 
 def test_known_files_are_not_decoded(tmp_path):
     write_good(tmp_path / "a.dcm")
     first = process_batch(str(tmp_path), [Item(0, "a.dcm", "a", None, 10)], set(), TEST_KEY, 16)
-    sha = first.keys[0][2]
+    sha = first.keys[0].source_sha256
     again = process_batch(str(tmp_path), [Item(0, "a.dcm", "a", None, 10)], {sha}, TEST_KEY, 16)
-    assert again.unchanged == [(0, sha)] and again.table.num_rows == 0
+    assert again.unchanged == [Unchanged(0, sha)] and again.table.num_rows == 0
 
 
 def test_oversize_files_are_refused_unread(tmp_path):
@@ -44,7 +45,7 @@ def test_oversize_files_are_refused_unread(tmp_path):
 
     result = process_batch(str(tmp_path), [Item(0, "a.dcm", "a", None, 10**9)], set(), TEST_KEY, 16,
                            Limits(max_file_bytes=1000))
-    assert result.rejects[0][1] == "too_large"
+    assert result.rejects[0].reason == "too_large"
 
 
 def test_known_digests_membership():

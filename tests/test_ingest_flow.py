@@ -42,10 +42,10 @@ def test_each_refusal_reason(bad_run, reason):
 def test_every_input_has_exactly_one_outcome(bad_run):
     params, summary, expected, rejects = bad_run
     good = [r["path"] for r in read_csv(params.labels) if not r["path"].startswith(("bad/", "/", "..", "nowhere/"))]
-    assert summary["added"] == len(good) == dataset.read_index(params.dataset).num_rows
+    assert summary.added == len(good) == dataset.read_index(params.dataset).num_rows
     assert set(rejects) == set(expected)  # no good file refused, no bad one kept
-    assert summary["rejected"] == len(rejects)
-    assert summary["inputs"] == summary["added"] + summary["rejected"]
+    assert summary.rejected == len(rejects)
+    assert summary.inputs == summary.added + summary.rejected
     assert len(read_csv(params.rejects)) == len(rejects)  # one row per refused input
 
 
@@ -67,7 +67,7 @@ def test_refusals_do_not_create_versions(tmp_path, ray_local):
     params = IngestParams(source=str(tmp_path / "src"), labels=labels, dataset=str(tmp_path / "ds"),
                           rejects=str(tmp_path / "rejects.csv"))
     summary = ingest_flow(params)
-    assert summary["version"] is None and summary["rejected"] == 1
+    assert summary.version is None and summary.rejected == 1
     assert dataset.latest_version(params.dataset) is None
 
 
@@ -76,5 +76,5 @@ def test_progress_and_summary_carry_counts_only(tmp_path, ray_local):
     params = IngestParams(source=str(tmp_path / "src"), labels=labels, dataset=str(tmp_path / "ds"),
                           rejects=str(tmp_path / "r.csv"), image_size=16)
     summary = ingest_flow(params)
-    assert summary["added"] == 6 and summary["version"] == 0
+    assert summary.added == 6 and summary.version == 0
     assert "CANARY" not in repr(summary)

@@ -85,7 +85,7 @@ def test_nothing_identifying_reaches_dataset_logs_or_prefect(canary_run, caplog,
     caplog.set_level(logging.DEBUG)
     state = ingest_flow(params, return_state=True)
     summary = state.result()
-    assert summary["added"] == 4 * (len(synthetic.ENCODINGS) // 2) + len(synthetic.ENCODINGS)
+    assert summary.added == 4 * (len(synthetic.ENCODINGS) // 2) + len(synthetic.ENCODINGS)
     export = str(root / "export.parquet")
     assert main(["dataset", "export", params.dataset, "--out", export]) == 0
     assert main(["dataset", "info", params.dataset]) == 0

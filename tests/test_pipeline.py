@@ -9,7 +9,7 @@ import shutil
 import pytest
 import yaml
 
-from flows.pipeline import PipelineParams, retrain_flow
+from flows.pipeline import PipelineParams, PipelineResult, retrain_flow
 from medflow.cli import main
 from tasks.serve import model_registry as registry
 from tests.conftest import latest_artifact, run_together
@@ -32,34 +32,34 @@ def first_run(tmp_path_factory, ray_local):
 
 def test_first_run_trains_evaluates_and_promotes(first_run):
     root, params, result = first_run
-    assert result["dataset_version"] == 0 and result["run"].startswith(str(root / "runs" / "chest" / "v0-"))
-    decision = result["promotion"]
-    assert decision["promoted"] and decision["reason"] == "no champion yet"
-    assert registry.champion(params.registry, "chest").model == f"{result['run']}/model"
-    stored = json.loads(open(f"{result['run']}/promotion.json").read())  # stored beside the model
-    assert stored["promoted"] and stored["champion_after"] == f"{result['run']}/model"
-    lineage = json.loads(open(f"{result['run']}/lineage.json").read())
+    assert result.dataset_version == 0 and result.run.startswith(str(root / "runs" / "chest" / "v0-"))
+    decision = result.promotion
+    assert decision.promoted and decision.reason == "no champion yet"
+    assert registry.champion(params.registry, "chest").model == f"{result.run}/model"
+    stored = json.loads(open(f"{result.run}/promotion.json").read())  # stored beside the model
+    assert stored["promoted"] and stored["champion_after"] == f"{result.run}/model"
+    lineage = json.loads(open(f"{result.run}/lineage.json").read())
     assert lineage["dataset_version"] == 0 and lineage["prefect_flow_run_id"] and lineage["code_version"]
 
 
 def test_same_version_and_config_is_not_retrained(first_run):
     _, params, _ = first_run
     again = retrain_flow(params)
-    assert again["ingest"]["added"] == 0 and again["run"] is None and again["promotion"] is None
+    assert again.ingest.added == 0 and again.run is None and again.promotion is None
 
 
 def test_new_data_gets_a_new_run_judged_against_the_champion(first_run):
     root, params, first = first_run
     good_corpus(str(root / "more"), n_patients=12, images_per_patient=3, seed=9)
     shutil.copytree(root / "more", root / "src" / "more", dirs_exist_ok=True)
-    with open(params.labels, "a") as f:
+    with open(params.ingest.labels, "a") as f:
         f.writelines(f"more/{r['path']},{r['label']}\n" for r in read_csv(str(root / "more" / "labels.csv")))
     second = retrain_flow(params)
-    assert second["dataset_version"] == 1 and second["run"] != first["run"]
-    decision = second["promotion"]
-    assert decision["champion_before"] == f"{first['run']}/model"
-    assert {"challenger_auc", "champion_auc", "delta_ci95", "promote"} <= set(decision)
-    expected = second["run"] + "/model" if decision["promote"] else first["run"] + "/model"
+    assert second.dataset_version == 1 and second.run != first.run
+    decision = second.promotion
+    assert decision.champion_before == f"{first.run}/model"
+    assert all(getattr(decision, k) is not None for k in ("challenger_auc", "champion_auc", "delta_ci95", "promote"))
+    expected = second.run + "/model" if decision.promote else first.run + "/model"
     assert registry.champion(params.registry, "chest").model == expected
     assert "delta_ci95" in latest_artifact("promotion-chest").data
 
@@ -71,16 +71,16 @@ def test_cli_run_promote_rollback_and_predict_the_champion(first_run, tmp_path, 
     assert main(["run", "--config", str(config)]) == 0
     assert "nothing retrained" in capfd.readouterr().out
     champion_before = registry.champion(params.registry, "chest").model
-    other = first["run"] if champion_before != f"{first['run']}/model" else sorted((root / "runs" / "chest").iterdir())[-1]
+    other = first.run if champion_before != f"{first.run}/model" else sorted((root / "runs" / "chest").iterdir())[-1]
     assert main(["promote", "--run", str(other), "--task", "chest", "--registry", params.registry, "--force"]) == 0
     assert "promoted — manual promotion" in capfd.readouterr().out
     assert main(["rollback", "--task", "chest", "--registry", params.registry]) == 0
     assert registry.champion(params.registry, "chest").model == champion_before
     capfd.readouterr()
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--model", "champion:chest", "--registry", params.registry, params.source, "--out", str(out)]) == 0
+    assert main(["predict", "--model", "champion:chest", "--registry", params.registry, params.ingest.source, "--out", str(out)]) == 0
     assert len(read_csv(str(out))) == 40 * 3 + 12 * 3 + 2  # every file, the two labels CSVs refused
-    assert main(["predict", "--model", "champion:none", "--registry", params.registry, params.source, "--out", str(out)]) == 2
+    assert main(["predict", "--model", "champion:none", "--registry", params.registry, params.ingest.source, "--out", str(out)]) == 2
     assert "no champion for task 'none'" in capfd.readouterr().err
 
 
@@ -93,12 +93,12 @@ def test_two_pipeline_runs_at_once_publish_one_version_and_consistent_pointers(t
                             registry=str(tmp_path / "registry"), task="race", image_size=32,
                             config={**CONFIG, "members": 1})
     results = run_together(lambda: retrain_flow(params))
-    assert all(isinstance(r, dict) for r in results), results
-    assert dataset.latest_version(params.dataset) == 0  # one version...
-    keys = dataset.read_version(params.dataset, columns=["image_key"]).column("image_key").to_pylist()
+    assert all(isinstance(r, PipelineResult) for r in results), results
+    assert dataset.latest_version(params.ingest.dataset) == 0  # one version...
+    keys = dataset.read_version(params.ingest.dataset, columns=["image_key"]).column("image_key").to_pylist()
     assert len(keys) == len(set(keys)) == 90  # ...every image once
-    run_folders = {r["run"] for r in results if r["run"]}
-    assert len(run_folders) == len([r for r in results if r["run"]])  # never two runs in one folder
+    run_folders = {r.run for r in results if r.run}
+    assert len(run_folders) == len([r for r in results if r.run])  # never two runs in one folder
     pointers = registry.history(params.registry, "race")
     assert [p.seq for p in pointers] == list(range(len(pointers))) and 1 <= len(pointers) <= 2
     assert [p.replaces for p in pointers] == [None, 0][: len(pointers)]

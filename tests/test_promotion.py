@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tasks.core import records, storage
+from tasks.core import provenance, storage
 from tasks.data.samples import InMemory
 from tasks.model.store import EnsembleModel, Member, ModelCard, Preprocessing
 from tasks.serve import model_registry as registry
@@ -55,7 +55,7 @@ def test_gate_margin_is_applied():
 
 
 def _pointer(model_uri: str, current: Pointer | None) -> Pointer:
-    return Pointer(seq=0, task="chest", model=model_uri, action="promote", decided_at=records.utc_now(),
+    return Pointer(seq=0, task="chest", model=model_uri, action="promote", decided_at=provenance.utc_now(),
                    replaces=current.seq if current else None)
 
 

@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from tasks.core import records
 from tasks.data import dataset
 from tests.conftest import _free_port
 from tests.corpora import good_corpus
@@ -99,7 +98,7 @@ def test_training_spreads_one_worker_per_node_with_data_on_s3(tmp_path, two_node
         assert run.returncode == 0, run.stderr[-3000:]
         commands_out.append(run.stdout)
     assert os.path.exists(labels)
-    record = records.read_json("s3://medflow-cluster/run/model/members/member-0.json")
+    record = storage.read_json("s3://medflow-cluster/run/model/members/member-0.json")
     assert len(set(record["worker_nodes"])) == 2  # rank 0 and rank 1 ran on different nodes
     assert record["epochs_run"] == 2
     assert fs.glob("medflow-cluster/run/checkpoints/member-0/checkpoint_*/state.pt")  # checkpoints on s3

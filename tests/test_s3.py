@@ -39,15 +39,15 @@ def test_round_trip_on_s3_equals_local(tmp_path, buckets, ray_local):
                          rejects=str(tmp_path / "local-rejects.csv"), image_size=16)
     summary = ingest_flow(remote)
     ingest_flow(local)
-    assert summary["added"] == 10 and summary["rejected"] == 0  # labels.csv itself is not "unlabeled"
+    assert summary.added == 10 and summary.rejected == 0  # labels.csv itself is not "unlabeled"
     assert storage.exists(f"{dataset_uri}/_delta_log/00000000000000000000.json")
     columns = ["image_key", "patient_key", "split", "pixels"]
     key = lambda r: r["image_key"]  # noqa: E731
     assert sorted(dataset.read_version(dataset_uri, columns=columns).to_pylist(), key=key) == sorted(
         dataset.read_version(local.dataset, columns=columns).to_pylist(), key=key)
     again = ingest_flow(remote)
-    assert again["added"] == 0 and again["unchanged"] == 10 and dataset.latest_version(dataset_uri) == 0
-    assert again["unchanged_not_read"] == 10  # S3 listing stamps (ETag, LastModified) matched: nothing downloaded
+    assert again.added == 0 and again.unchanged == 10 and dataset.latest_version(dataset_uri) == 0
+    assert again.unchanged_not_read == 10  # S3 listing stamps (ETag, LastModified) matched: nothing downloaded
     out = str(tmp_path / "export.parquet")
     assert main(["dataset", "export", dataset_uri, "--out", out]) == 0
     assert pq.read_table(out).num_rows == 10

@@ -44,8 +44,8 @@ def trained(tmp_path_factory, ray_local):
 
 def test_train_writes_members_model_card_and_lineage(trained):
     root, train, summary = trained
-    assert [m["name"] for m in summary["members"]] == ["member-0", "member-1"]
-    assert [m["seed"] for m in summary["members"]] == [0, 1]
+    assert [m.name for m in summary.members] == ["member-0", "member-1"]
+    assert [m.seed for m in summary.members] == [0, 1]
     card = model_store.load_card(str(root / "run" / "model"))
     assert card.classes == ["abnormal", "normal"] and card.preprocessing.image_size == 32
     assert card.preprocessing.tta_hflip
@@ -68,7 +68,7 @@ def test_members_trained_concurrently(trained):
 def test_rerun_with_the_same_run_skips_finished_members_and_refuses_another_config(trained):
     root, train, summary = trained
     before = (root / "run" / "model" / "members" / "member-0.pt").stat().st_mtime_ns
-    assert train_flow(train)["members"] == summary["members"]
+    assert train_flow(train).members == summary.members
     assert (root / "run" / "model" / "members" / "member-0.pt").stat().st_mtime_ns == before
     other = train.model_copy(update={"config": CONFIG.model_copy(update={"members": 3})})
     with pytest.raises(RunMismatchError, match="use a new --run"):
@@ -91,7 +91,7 @@ def test_evaluate_reports_ensemble_and_members_with_cis(evaluated):
             for name in ("auc", "accuracy_at_op", "sensitivity_at_0.5", "specificity_at_op", "f1_at_op", "brier", "ece"):
                 assert name in point
             assert ci["auc"][0] <= point["auc"] <= ci["auc"][1]
-    assert result["test"]["point"]["auc"] > 0.8  # the synthetic task is learnable
+    assert result.test.point["auc"] > 0.8  # the synthetic task is learnable
     assert doc["ensemble"]["combiner"] in doc["combiner_val_auc"]
     card = model_store.load_card(str(root / "run" / "model"))
     assert card.ensemble.combiner == doc["ensemble"]["combiner"]  # predict uses the fitted ensemble

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tasks.core import records
+from tasks.core import storage
 from tasks.model.config import AugmentConfig, EnsembleConfig, TrainConfig
 from tasks.train.members import ClusterTooSmallError, check_room, train_member, train_members
 from tests.corpora import ingested_corpus
@@ -83,11 +83,11 @@ def test_rerun_after_the_driver_died_before_export_finishes_the_member(small_dat
     assert first.error is None and not os.path.exists(os.path.join(run, "model"))  # "crash": nothing exported
     checkpoints = sorted(glob.glob(os.path.join(run, "checkpoints", "member-0", "checkpoint_*")))
     [record] = train_members(uri, None, run, config, CLASSES)
-    assert record["epochs_run"] == 2  # the history of the first attempt...
+    assert record.epochs_run == 2  # the history of the first attempt...
     assert sorted(glob.glob(os.path.join(run, "checkpoints", "member-0", "checkpoint_*"))) == checkpoints  # ...no epoch retrained
-    assert record["best_val_auc"] >= first.metrics["val_auc"] - 1e-9  # the best epoch, not a retrained one
+    assert record.best_val_auc >= first.metrics["val_auc"] - 1e-9  # the best epoch, not a retrained one
     assert os.path.exists(os.path.join(run, "model", "members", "member-0.pt"))
-    assert records.read_json(os.path.join(run, "model", "members", "member-0.json"))["name"] == "member-0"
+    assert storage.read_json(os.path.join(run, "model", "members", "member-0.json"))["name"] == "member-0"
 
 
 def test_a_member_larger_than_the_local_ray_is_refused_before_anything_starts(ray_local):

@@ -16,6 +16,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tasks.core.refusals import Reason, RefusedItem
 from tasks.ingest import decode as ingest_decode
 from tasks.ingest.batch import KnownDigests
 from tasks.ingest.labels import plan
@@ -79,7 +80,7 @@ def test_ingestion_quarantines_the_file_that_kills_its_worker(crashing_workers, 
     marked = next(item.index for item in work.items if MARKER in item.path)
     decoded = ingest_decode.decode_all(root, work.items, KnownDigests(), TEST_KEY, 16)
     rejects = [r for result in decoded.results for r in result.rejects]
-    assert rejects == [(marked, "decode_failed", "decoder process crashed")]
+    assert rejects == [RefusedItem(marked, Reason.DECODE_FAILED, "decoder process crashed")]
     decoded_indexes = sorted(i for result in decoded.results for i in result.index)
     assert decoded_indexes == [item.index for item in work.items if item.index != marked]  # no other file lost
 

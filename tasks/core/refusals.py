@@ -3,6 +3,7 @@ rejects CSV) and prediction (the predictions CSV's ``reason`` column). The value
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -66,3 +67,21 @@ class Rejection(Exception):
         self.reason = Reason(reason)
         self.detail = detail or self.reason.description
         super().__init__(f"{self.reason}: {self.detail}")
+
+
+@dataclass(frozen=True)
+class RefusedPath:
+    """An input refused before decoding (a labels row or a listed file), by its path below the source."""
+
+    path: str
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True)
+class RefusedItem:
+    """A planned input refused while decoding or reconciling, by its item index in the run."""
+
+    index: int
+    reason: Reason
+    detail: str

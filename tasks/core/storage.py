@@ -6,6 +6,7 @@ S3 endpoint and credentials come from the environment (``AWS_ENDPOINT_URL``,
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import uuid
@@ -191,3 +192,11 @@ def delta_storage_options() -> dict[str, str]:
             opts["AWS_ALLOW_HTTP"] = "true"
     opts.setdefault("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     return opts
+
+
+def write_json(uri: str, value: dict) -> None:
+    write_bytes_atomic(uri, json.dumps(value, indent=2, default=str).encode())
+
+
+def read_json(uri: str) -> dict:
+    return json.loads(read_bytes(uri))

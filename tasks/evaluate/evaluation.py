@@ -4,21 +4,56 @@ every model scored with patient-level bootstrap CIs, and the report written into
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import ray
+from pydantic import BaseModel, Field
 from sklearn.metrics import roc_curve
 
-from tasks.core import metrics, records, storage
+from tasks.core import metrics, storage
 from tasks.data.samples import Streamed
 from tasks.evaluate import report
 from tasks.model import ensemble
 from tasks.model import store as model_store
 from tasks.model.config import EnsembleConfig
+from tasks.model.ensemble import EnsembleSpec
 from tasks.model.runs import METRICS_FILE, RunInfo
-from tasks.model.store import EnsembleModel
+from tasks.model.store import EnsembleModel, MemberRecord, member_record_file
 
 ENSEMBLE = "ensemble"
+
+
+class SplitScores(BaseModel):
+    """One model on one split: point metrics and their bootstrap 95% CIs."""
+
+    point: dict[str, Any]
+    ci: dict[str, list[float] | None]
+
+
+class EvaluationResult(BaseModel):
+    """What ``medflow evaluate`` reports: the fitted ensemble, its val and test scores, where the files are."""
+
+    report: str = Field(description="the HTML report")
+    metrics: str = Field(description="metrics.json: every model on every split")
+    ensemble: EnsembleSpec
+    test: SplitScores
+    val: SplitScores
+
+
+@dataclass
+class Evaluation:
+    """The metrics document (also ``RUN_URI/metrics.json``) and the report's PNG plots by file name."""
+
+    doc: dict
+    plots: dict[str, bytes]
+    report: str
+
+    def result(self, metrics_uri: str) -> EvaluationResult:
+        scores = self.doc["results"][ENSEMBLE]
+        return EvaluationResult(report=self.report, metrics=metrics_uri, ensemble=EnsembleSpec.model_validate(self.doc["ensemble"]),
+                                test=SplitScores.model_validate(scores["test"]), val=SplitScores.model_validate(scores["val"]))
 
 
 def score(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int, threshold: float) -> dict:
@@ -44,10 +79,9 @@ def score_all(jobs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarr
     return results
 
 
-def evaluate(info: RunInfo, config: EnsembleConfig, lineage: dict) -> tuple[dict, dict[str, bytes]]:
+def evaluate(info: RunInfo, config: EnsembleConfig, lineage: dict) -> Evaluation:
     """Fit the ensemble on validation, score everything, update the model card, write the report.
-    Returns the metrics document (also written to ``RUN_URI/metrics.json``) and the report's PNG
-    plots by file name (also written to ``RUN_URI/report/``)."""
+    The plots are also written to ``RUN_URI/report/``."""
     model_uri = storage.join(info.run, "model")
     model = EnsembleModel.load(model_uri)
     evaluation = config.evaluation
@@ -81,8 +115,7 @@ def evaluate(info: RunInfo, config: EnsembleConfig, lineage: dict) -> tuple[dict
     }
     test = splits["test"]
     plots = _plots(doc, probs, test, weights["test"], positive, model)
-    write_report(info.run, doc, plots)
-    return doc, plots
+    return Evaluation(doc, plots, write_report(info.run, doc, plots))
 
 
 def _plots(doc: dict, probs: dict, test: Streamed, weights: np.ndarray, positive: int, model: EnsembleModel) -> dict[str, bytes]:
@@ -98,7 +131,7 @@ def _plots(doc: dict, probs: dict, test: Streamed, weights: np.ndarray, positive
     plots["confusion_test.png"] = report.confusion_plot(doc["results"][ENSEMBLE]["test"]["point"]["confusion_matrix"],
                                                         doc["classes"], "ensemble, test, at the operating point")
     plots["reliability_test.png"] = report.reliability_plot(ens_test, test.labels, positive, "reliability, test split")
-    records = [records.read_json(storage.join(doc["run"], "model", "members", f"{m.name}.json"))
+    records = [MemberRecord.model_validate_json(storage.read_bytes(storage.join(doc["run"], "model", member_record_file(m.name))))
                for m in model.card.members]
     plots["training_curves.png"] = report.curves_plot(records)
     return plots
@@ -111,5 +144,5 @@ def write_report(run_uri: str, doc: dict, plots: dict[str, bytes]) -> str:
         storage.write_bytes_atomic(storage.join(folder, name), png)
     page = storage.join(folder, "index.html")
     storage.write_bytes_atomic(page, report.html_page(doc, plots).encode())
-    records.write_json(storage.join(run_uri, METRICS_FILE), doc)
+    storage.write_json(storage.join(run_uri, METRICS_FILE), doc)
     return page

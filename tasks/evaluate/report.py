@@ -64,14 +64,14 @@ def reliability_plot(probs: np.ndarray, labels: np.ndarray, positive: int, title
     return _png(fig)
 
 
-def curves_plot(records: list[dict]) -> bytes:
+def curves_plot(records: list) -> bytes:
     """Training loss and validation AUC per epoch, one line per member."""
     fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for record in records:
-        epochs = [h["epoch"] + 1 for h in record["history"]]
-        label = f"{record['name']} ({record['architecture']})"
-        loss_ax.plot(epochs, [h["train_loss"] for h in record["history"]], marker=".", label=label)
-        auc_ax.plot(epochs, [h["val_auc"] for h in record["history"]], marker=".", label=label)
+        epochs = [h["epoch"] + 1 for h in record.history]
+        label = f"{record.name} ({record.architecture})"
+        loss_ax.plot(epochs, [h["train_loss"] for h in record.history], marker=".", label=label)
+        auc_ax.plot(epochs, [h["val_auc"] for h in record.history], marker=".", label=label)
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
     auc_ax.set(xlabel="epoch", ylabel="validation AUC", title="validation AUC (all workers)")
     auc_ax.legend(fontsize=8)

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from tasks.core import storage
-from tasks.core.refusals import Rejection
+from tasks.core.refusals import Reason, RefusedItem, Rejection
 from tasks.data.schema import STAGED_SCHEMA
 from tasks.dicom.decode import decode
 from tasks.dicom.header import Limits
@@ -23,15 +23,33 @@ from tasks.ingest import deid
 from tasks.ingest.labels import Item
 
 
+@dataclass(frozen=True)
+class RowKeys:
+    """What reconciliation needs of a decoded row: its pseudonyms and digests."""
+
+    image_key: str
+    patient_key: str
+    source_sha256: str
+    pixels_sha256: str
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A planned file whose bytes are already in the dataset."""
+
+    index: int
+    source_sha256: str
+
+
 @dataclass
 class BatchResult:
     """What one batch returns to the driver: pixels as Arrow, small facts, refusals by item index."""
 
     table: pa.Table
     index: list[int] = field(default_factory=list)  # item index of each table row
-    keys: list[tuple[str, str, str, str]] = field(default_factory=list)  # (image, patient, source sha, pixels sha) per row
-    unchanged: list[tuple[int, str]] = field(default_factory=list)  # (item index, sha) already ingested
-    rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (item index, reason, detail)
+    keys: list[RowKeys] = field(default_factory=list)  # one per table row
+    unchanged: list[Unchanged] = field(default_factory=list)  # already in the dataset
+    rejects: list[RefusedItem] = field(default_factory=list)
 
 
 class KnownDigests:
@@ -93,16 +111,16 @@ def process_batch(
             data = read_source(storage.join(source, *item.path.split("/")), item.size, limits)
             sha = hashlib.sha256(data).hexdigest()
             if sha in known_sha:
-                result.unchanged.append((item.index, sha))
+                result.unchanged.append(Unchanged(item.index, sha))
                 continue
             row = image_row(data, sha, item.label, key, image_size, limits)
             rows.append(row)
             result.index.append(item.index)
-            result.keys.append((row["image_key"], row["patient_key"], sha, row["pixels_sha256"]))
+            result.keys.append(RowKeys(row["image_key"], row["patient_key"], sha, row["pixels_sha256"]))
         except Rejection as rej:
-            result.rejects.append((item.index, rej.reason, rej.detail))
+            result.rejects.append(RefusedItem(item.index, rej.reason, rej.detail))
         except Exception as exc:  # a decoder bug must not stop the run; the type name carries no PHI
-            result.rejects.append((item.index, "internal_error", type(exc).__name__))
+            result.rejects.append(RefusedItem(item.index, Reason.INTERNAL_ERROR, type(exc).__name__))
     if rows:
         result.table = pa.Table.from_pydict({name: [row[name] for row in rows] for name in STAGED_SCHEMA.names},
                                             schema=STAGED_SCHEMA)  # columnar: several times faster than from_pylist

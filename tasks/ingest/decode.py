@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import ray
 
 from tasks.core.cluster import batch_size_for, bounded, cluster_cpus, ensure_ray, isolate_crashes
+from tasks.core.refusals import Reason, RefusedItem
 from tasks.dicom.header import Limits
 from tasks.ingest.batch import BatchResult, KnownDigests, process_batch
 from tasks.ingest.labels import Item
@@ -59,7 +60,7 @@ def decode_all(
         return [(ray.get(refs[0]), refs[1])]
 
     def crashed(item: Item) -> tuple[BatchResult, None]:
-        return BatchResult(table=None, rejects=[(item.index, "decode_failed", "decoder process crashed")]), None
+        return BatchResult(table=None, rejects=[RefusedItem(item.index, Reason.DECODE_FAILED, "decoder process crashed")]), None
 
     batches = (items[i : i + size] for i in range(0, len(items), size))
     for batch, refs in bounded(batches, submit, in_flight=2 * workers):

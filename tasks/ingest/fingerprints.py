@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from tasks.core import storage
 from tasks.ingest import deid
-from tasks.ingest.batch import BatchResult, KnownDigests
+from tasks.ingest.batch import BatchResult, KnownDigests, Unchanged
 from tasks.ingest.labels import Item
 
 CACHE_PATH = ("_medflow", "source-fingerprints.parquet")
@@ -59,7 +59,7 @@ def split_unchanged(items: list[Item], cache: dict[str, str], known: KnownDigest
     for item in items:
         sha = cache.get(fingerprint(key, item)) if cache else None
         if sha is not None and sha in known:
-            unchanged.unchanged.append((item.index, sha))
+            unchanged.unchanged.append(Unchanged(item.index, sha))
         else:
             to_read.append(item)
     return to_read, unchanged
@@ -69,8 +69,8 @@ def updated(cache: dict[str, str], items: list[Item], results: Iterable[BatchRes
     """The cache with every file this run hashed (or found unchanged) added."""
     sha_by_index: dict[int, str] = {}
     for result in results:
-        sha_by_index.update(result.unchanged)
-        sha_by_index.update((idx, keys[2]) for idx, keys in zip(result.index, result.keys, strict=True))
+        sha_by_index.update((u.index, u.source_sha256) for u in result.unchanged)
+        sha_by_index.update((idx, keys.source_sha256) for idx, keys in zip(result.index, result.keys, strict=True))
     merged = dict(cache)
     merged.update((fingerprint(key, item), sha_by_index[item.index]) for item in items if item.index in sha_by_index)
     return merged

@@ -11,6 +11,7 @@ import posixpath
 from dataclasses import dataclass, field, replace
 
 from tasks.core import storage
+from tasks.core.refusals import Reason, RefusedPath
 from tasks.dicom.source import PathGuard
 
 SPLITS = ("train", "val", "test")
@@ -35,7 +36,7 @@ class Item:
 @dataclass
 class Plan:
     items: list[Item] = field(default_factory=list)
-    rejects: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, detail)
+    rejects: list[RefusedPath] = field(default_factory=list)
 
 
 def read_labels(labels_uri: str) -> list[dict[str, str]]:
@@ -70,7 +71,7 @@ def plan(source: str, labels_uri: str) -> Plan:
         why = guard.reason(rel)
         if why:
             if rel not in mentioned:
-                result.rejects.append((rel, "path_outside_source", why))
+                result.rejects.append(RefusedPath(rel, Reason.PATH_OUTSIDE_SOURCE, why))
             mentioned.add(rel)
             continue
         rel = posixpath.normpath(rel.replace("\\", "/"))
@@ -78,25 +79,25 @@ def plan(source: str, labels_uri: str) -> Plan:
         if rel in seen:
             if seen[rel] != (label, split) and rel not in conflicted:
                 conflicted.add(rel)
-                result.rejects.append((rel, "conflicting_labels", "listed again with another label or split"))
+                result.rejects.append(RefusedPath(rel, Reason.CONFLICTING_LABELS, "listed again with another label or split"))
             continue
         seen[rel] = (label, split)
         if not label or (split is not None and split not in SPLITS):
-            result.rejects.append((rel, "invalid_label_row", f"label must be non-empty, split one of {SPLITS}"))
+            result.rejects.append(RefusedPath(rel, Reason.INVALID_LABEL_ROW, f"label must be non-empty, split one of {SPLITS}"))
             continue
         if rel not in listing:
-            result.rejects.append((rel, "missing_file", "no such file in the source"))
+            result.rejects.append(RefusedPath(rel, Reason.MISSING_FILE, "no such file in the source"))
             continue
         result.items.append(Item(len(result.items), rel, label, split, listing[rel].size, listing[rel].stamp))
     for rel in sorted(set(listing) - mentioned - {labels_rel}):
-        result.rejects.append((rel, "unlabeled", "no row in the labels CSV"))
+        result.rejects.append(RefusedPath(rel, Reason.UNLABELED, "no row in the labels CSV"))
     _drop_conflicting(result)
     return result
 
 
 def _drop_conflicting(result: Plan) -> None:
     """A path listed twice with different labels is refused entirely, not decoded once."""
-    conflicting = {path for path, reason, _ in result.rejects if reason == "conflicting_labels"}
+    conflicting = {r.path for r in result.rejects if r.reason == Reason.CONFLICTING_LABELS}
     if conflicting:
         kept = [item for item in result.items if item.path not in conflicting]
         result.items = [replace(item, index=i) for i, item in enumerate(kept)]

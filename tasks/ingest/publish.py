@@ -9,8 +9,10 @@ import pyarrow as pa
 import ray
 
 from tasks.core import storage
+from tasks.core.refusals import RefusedPath
 from tasks.data import dataset
 from tasks.ingest.decode import Decoded
+from tasks.ingest.labels import Plan
 from tasks.ingest.reconcile import Outcome
 
 REJECTS_HEADER = ("path", "reason", "detail")
@@ -42,10 +44,16 @@ def publish_version(uri: str, decoded: Decoded, outcome: Outcome, summary: dict,
     return dataset.commit_parts(uri, write_parts(uri, decoded, outcome.keep), summary, base_version)
 
 
-def write_rejects(uri: str, rows: list[tuple[str, str, str]]) -> None:
+def refused_paths(work: Plan, outcome: Outcome) -> list[RefusedPath]:
+    """Every refused input of a run by its source path: refused when planned, decoded or reconciled."""
+    paths = {item.index: item.path for item in work.items}
+    return work.rejects + [RefusedPath(paths[r.index], r.reason, r.detail) for r in outcome.rejects]
+
+
+def write_rejects(uri: str, rejects: list[RefusedPath]) -> None:
     """``path,reason,detail`` rows, sorted by path; may hold source paths, so never inside the dataset."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(REJECTS_HEADER)
-    writer.writerows(sorted(rows))
+    writer.writerows(sorted((r.path, str(r.reason), r.detail) for r in rejects))
     storage.write_bytes_atomic(uri, buffer.getvalue().encode())

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from tasks.core.refusals import Reason, RefusedItem
 from tasks.data.splits import SplitFractions, majority, resolve
-from tasks.ingest.batch import BatchResult
+from tasks.ingest.batch import BatchResult, RowKeys, Unchanged
 from tasks.ingest.labels import Item
 
-DUPLICATE_PIXELS = ("exact_duplicate", "same SOP Instance UID and pixels as another image")
-UID_CLASH = ("duplicate_sop_instance_uid", "(0008,0018) SOP Instance UID reused with different pixels")
+DUPLICATE_PIXELS = "same SOP Instance UID and pixels as another image"
+UID_CLASH = "(0008,0018) SOP Instance UID reused with different pixels"
 
 
 @dataclass
@@ -21,7 +22,7 @@ class Outcome:
     keep: dict[int, str] = field(default_factory=dict)  # item index -> split
     unchanged: int = 0
     relabelled: int = 0  # already ingested, but the CSV now gives another label (labels are not rewritten)
-    rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (item index, reason, detail)
+    rejects: list[RefusedItem] = field(default_factory=list)
 
 
 def existing_state(index: pa.Table) -> tuple[dict[str, Counter], dict[tuple[str, str], int]]:
@@ -54,12 +55,12 @@ def reconcile(
     known_images = dict(zip(index.column("image_key").to_pylist(),
                             zip(index.column("source_sha256").to_pylist(), index.column("pixels_sha256").to_pylist(), strict=True),
                             strict=True))
-    facts: dict[int, tuple | None] = {}
+    facts: dict[int, Unchanged | RowKeys] = {}
     for result in results:
-        for idx, sha in result.unchanged:
-            facts[idx] = ("unchanged", sha)
+        for unchanged in result.unchanged:
+            facts[unchanged.index] = unchanged
         for idx, keys in zip(result.index, result.keys, strict=True):
-            facts[idx] = ("decoded", *keys)
+            facts[idx] = keys
     seen_sha: set[str] = set()
     seen_image: dict[str, tuple[str, str]] = dict(known_images)
     kept: list[tuple[int, str, str, str | None]] = []
@@ -67,22 +68,22 @@ def reconcile(
         fact = facts.get(item.index)
         if fact is None:
             continue
-        sha = fact[1] if fact[0] == "unchanged" else fact[3]
+        sha = fact.source_sha256
         if sha in seen_sha:
-            outcome.rejects.append((item.index, "exact_duplicate", "byte-identical to an earlier input"))
+            outcome.rejects.append(RefusedItem(item.index, Reason.EXACT_DUPLICATE, "byte-identical to an earlier input"))
             continue
         seen_sha.add(sha)
-        if fact[0] == "unchanged":
+        if isinstance(fact, Unchanged):
             outcome.unchanged += 1
             outcome.relabelled += known_by_sha.get(sha) != item.label
             continue
-        _, image_key, patient_key, _, pixels_sha = fact
-        if image_key in seen_image:
-            same_pixels = seen_image[image_key][1] == pixels_sha
-            outcome.rejects.append((item.index, *(DUPLICATE_PIXELS if same_pixels else UID_CLASH)))
+        if fact.image_key in seen_image:
+            same_pixels = seen_image[fact.image_key][1] == fact.pixels_sha256
+            outcome.rejects.append(RefusedItem(item.index, *((Reason.EXACT_DUPLICATE, DUPLICATE_PIXELS) if same_pixels
+                                                             else (Reason.DUPLICATE_SOP_INSTANCE_UID, UID_CLASH))))
             continue
-        seen_image[image_key] = (sha, pixels_sha)
-        kept.append((item.index, patient_key, item.label, item.split))
+        seen_image[fact.image_key] = (sha, fact.pixels_sha256)
+        kept.append((item.index, fact.patient_key, item.label, item.split))
     existing_splits, existing_counts = existing_state(index)
     splits = resolve([(p, lbl, s) for _, p, lbl, s in kept], existing_splits, existing_counts,
                      fractions, seed, key, allow_leakage)

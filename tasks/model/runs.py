@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tasks.core import records, storage
+from tasks.core import provenance, storage
 from tasks.data import dataset
 from tasks.model import store as model_store
 from tasks.model.config import EnsembleConfig
-from tasks.model.store import Member, ModelCard, Preprocessing
+from tasks.model.store import MemberRecord, ModelCard, Preprocessing
 
 CONFIG_FILE, LINEAGE_FILE, METRICS_FILE = "config.json", "lineage.json", "metrics.json"
+CLAIM_FILE = "claimed-by.txt"  # the pipeline run that claimed this run folder
 
 
 class RunMismatchError(ValueError):
@@ -31,7 +32,7 @@ def prepare(run_uri: str, dataset_uri: str, version: int | None, config: Ensembl
     """Pin the dataset version and record config + lineage, or check them against an earlier attempt."""
     lineage_uri = storage.join(run_uri, LINEAGE_FILE)
     if storage.exists(lineage_uri):
-        earlier = records.read_json(lineage_uri)
+        earlier = storage.read_json(lineage_uri)
         same_version = version is None or version == earlier["dataset_version"]
         if earlier["dataset"] != dataset_uri or not same_version or earlier["config"] != config.model_dump(mode="json"):
             raise RunMismatchError(f"run {run_uri} was started with another dataset, dataset version or config; "
@@ -54,11 +55,11 @@ def prepare(run_uri: str, dataset_uri: str, version: int | None, config: Ensembl
     lineage = {
         "dataset": dataset_uri, "dataset_version": version, "classes": classes, "image_size": info.image_size,
         "config": config.model_dump(mode="json"), "seeds": {p.name: p.seed for p in config.plans()},
-        "code_version": records.code_version(), "packages": records.package_versions(),
-        "prefect_flow_run_id": flow_run_id, "started": records.utc_now(),
+        "code_version": provenance.code_version(), "packages": provenance.package_versions(),
+        "prefect_flow_run_id": flow_run_id, "started": provenance.utc_now(),
     }
-    records.write_json(storage.join(run_uri, CONFIG_FILE), config.model_dump(mode="json"))
-    records.write_json(lineage_uri, lineage)
+    storage.write_json(storage.join(run_uri, CONFIG_FILE), config.model_dump(mode="json"))
+    storage.write_json(lineage_uri, lineage)
     return info
 
 
@@ -67,21 +68,20 @@ def load(run_uri: str) -> tuple[RunInfo, EnsembleConfig, dict]:
     lineage_uri = storage.join(run_uri, LINEAGE_FILE)
     if not storage.exists(lineage_uri):
         raise FileNotFoundError(f"no run at {run_uri}: {LINEAGE_FILE} is missing (run `medflow train` first)")
-    lineage = records.read_json(lineage_uri)
+    lineage = storage.read_json(lineage_uri)
     info = RunInfo(run=run_uri, dataset=lineage["dataset"], version=lineage["dataset_version"],
                    classes=lineage["classes"], image_size=lineage["image_size"])
     return info, EnsembleConfig.model_validate(lineage["config"]), lineage
 
 
-def publish_model(info: RunInfo, config: EnsembleConfig, records: list[dict]) -> ModelCard:
+def publish_model(info: RunInfo, config: EnsembleConfig, trained: list[MemberRecord]) -> ModelCard:
     """Write ``model/model.json`` for the trained members (a plain mean ensemble until evaluated)."""
-    members = [Member(name=r["name"], architecture=r["architecture"], seed=r["seed"], file=f"members/{r['name']}.pt",
-                      best_val_auc=r["best_val_auc"], epochs_run=r["epochs_run"]) for r in records]
+    members = [record.member() for record in trained]
     card = ModelCard(classes=info.classes, members=members,
                      preprocessing=Preprocessing(image_size=info.image_size, tta_hflip=config.evaluation.tta_hflip))
     model_store.save_card(storage.join(info.run, "model"), card)
     lineage_uri = storage.join(info.run, LINEAGE_FILE)
-    lineage = records.read_json(lineage_uri)
-    lineage["finished"] = records.utc_now()
-    records.write_json(storage.join(info.run, "model", LINEAGE_FILE), lineage)
+    lineage = storage.read_json(lineage_uri)
+    lineage["finished"] = provenance.utc_now()
+    storage.write_json(storage.join(info.run, "model", LINEAGE_FILE), lineage)
     return card

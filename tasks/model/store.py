@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from tasks.core import storage
 from tasks.data.samples import PIXEL_MEAN, PIXEL_STD, network_input
 from tasks.model.architectures import build_model
+from tasks.model.config import MemberPlan
 from tasks.model.ensemble import EnsembleSpec, combine
 
 MODEL_FILE = "model.json"
@@ -41,6 +42,32 @@ class Member(BaseModel):
     file: str = Field(description="state dict, relative to the model folder")
     best_val_auc: float | None = None
     epochs_run: int = 0
+
+
+class MemberRecord(MemberPlan):
+    """A trained member's record (``MODEL_URI/members/<name>.json``): written last, it marks the member done."""
+
+    best_val_auc: float
+    epochs_run: int
+    history: list[dict] = Field(default_factory=list, description="per epoch: losses, validation AUC, timings")
+    resumed_from: int = Field(-1, description="the checkpoint epoch a resumed attempt started from (-1: none)")
+    worker_nodes: list[str] = Field(default_factory=list, description="the Ray node of each DDP rank")
+    started: float = 0.0
+    finished: float = 0.0
+
+    def member(self) -> Member:
+        return Member(name=self.name, architecture=self.architecture, seed=self.seed, file=member_file(self.name),
+                      best_val_auc=self.best_val_auc, epochs_run=self.epochs_run)
+
+
+def member_file(name: str) -> str:
+    """A member's state dict, relative to the model folder."""
+    return f"members/{name}.pt"
+
+
+def member_record_file(name: str) -> str:
+    """A member's record, relative to the model folder."""
+    return f"members/{name}.json"
 
 
 class ModelCard(BaseModel):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import BaseModel
 
-from tasks.core import metrics, records, storage
+from tasks.core import metrics, storage
 from tasks.data.samples import Samples
 from tasks.model.store import EnsembleModel
 
@@ -117,4 +117,4 @@ def paired_auc_gate(challenger: EnsembleModel, incumbent: EnsembleModel, val: Sa
 
 def write_decision(run_uri: str, decision: dict) -> None:
     """The decision and its evidence, stored beside the model."""
-    records.write_json(storage.join(run_uri, "promotion.json"), decision)
+    storage.write_json(storage.join(run_uri, "promotion.json"), decision)

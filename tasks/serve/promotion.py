@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tasks.core import records, storage
+from pydantic import BaseModel, Field
+
+from tasks.core import provenance, storage
 from tasks.data.samples import Streamed
 from tasks.model import runs
 from tasks.model.store import EnsembleModel
@@ -10,8 +12,39 @@ from tasks.serve import model_registry as registry
 from tasks.serve.model_registry import Pointer, RegistryError
 
 
+class PromotionDecision(BaseModel):
+    """A promotion decision and its evidence: stored beside the model, in the pointer, in the Prefect UI."""
+
+    task: str
+    registry: str
+    challenger: str = Field(description="the challenger's model folder")
+    dataset_version: int
+    champion_before: str | None = None
+    champion_after: str | None = None
+    promote: bool = Field(False, description="what the gate (or --force) decided")
+    promoted: bool = Field(False, description="whether the challenger is the champion because of this decision")
+    reason: str = ""
+    challenger_auc: float | None = None
+    champion_auc: float | None = None
+    delta_auc: float | None = None
+    delta_ci95: list[float] | None = None
+    margin: float | None = None
+    resamples: int | None = None
+    images: int | None = None
+    patients: int | None = None
+
+    def markdown(self) -> str:
+        lines = [f"# Promotion: task `{self.task}`", "",
+                 f"**{'promoted' if self.promoted else 'not promoted'}** — {self.reason}", "", "| | |", "|---|---|"]
+        for key in ("challenger", "champion_before", "champion_after", "challenger_auc", "champion_auc", "delta_auc",
+                    "delta_ci95", "margin", "images", "patients", "dataset_version"):
+            if getattr(self, key) is not None:
+                lines.append(f"| {key} | {getattr(self, key)} |")
+        return "\n".join(lines)
+
+
 def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0, resamples: int = 1000,
-                force: bool = False) -> dict:
+                force: bool = False) -> PromotionDecision:
     """Promote ``run_uri``'s model if it beats the champion on the run's validation data (or if
     ``force``); the decision and evidence go to ``RUN_URI/promotion.json``. Returns the decision."""
     info, _, _ = runs.load(run_uri)
@@ -34,13 +67,14 @@ def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0,
         if not evidence["promote"]:
             return None
         return Pointer(seq=0, task=task, model=model_uri, action="manual" if force else "promote",
-                       decided_at=records.utc_now(), replaces=current.seq if current else None, evidence=dict(decision))
+                       decided_at=provenance.utc_now(), replaces=current.seq if current else None, evidence=dict(decision))
 
     after = registry.publish(registry_uri, task, decide)
     decision["champion_after"] = after.model if after else None
     decision["promoted"] = bool(after and after.model == model_uri and decision["promote"])
-    registry.write_decision(run_uri, decision)
-    return decision
+    result = PromotionDecision.model_validate(decision)
+    registry.write_decision(run_uri, result.model_dump(mode="json"))
+    return result
 
 
 def rollback(registry_uri: str, task: str) -> Pointer:
@@ -51,7 +85,7 @@ def rollback(registry_uri: str, task: str) -> Pointer:
         if current is None or current.replaces is None:
             raise RegistryError(f"task {task!r} has no earlier champion to roll back to")
         target = entries.get(current.replaces) or {p.seq: p for p in registry.history(registry_uri, task)}[current.replaces]
-        return Pointer(seq=0, task=task, model=target.model, action="rollback", decided_at=records.utc_now(),
+        return Pointer(seq=0, task=task, model=target.model, action="rollback", decided_at=provenance.utc_now(),
                        replaces=target.replaces, evidence={"rolled_back_from": current.model})
 
     return registry.publish(registry_uri, task, decide)

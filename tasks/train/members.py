@@ -14,14 +14,16 @@ import ray
 import ray.train
 import torch
 import torch.distributed as torch_dist
+from pydantic import BaseModel, Field
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, prepare_model
 
-from tasks.core import records, storage
+from tasks.core import storage
 from tasks.core.cluster import cluster_address, ensure_ray
 from tasks.data.samples import Streamed
 from tasks.model import store as model_store
 from tasks.model.config import EnsembleConfig, MemberPlan, TrainConfig
+from tasks.model.store import MemberRecord, member_file, member_record_file
 from tasks.train.loop import Distributed, fit
 
 CHECKPOINT_FILE = "state.pt"
@@ -79,15 +81,37 @@ def latest_checkpoint(run_folder: str) -> dict | None:
     return None
 
 
+class TrainJob(BaseModel):
+    """What every Ray Train worker of one member is handed."""
+
+    config: TrainConfig
+    dataset: str
+    version: int | None = None
+    classes: list[str]
+    run_folder: str = Field(description="this member's checkpoint folder (path or s3://)")
+    bagging: bool = False
+    cpus_per_worker: int = 1
+
+
+class TrainSummary(BaseModel):
+    """What ``medflow train`` produced: the run, its dataset version and classes, each member's record."""
+
+    run: str
+    dataset_version: int
+    classes: list[str]
+    members: list[MemberRecord]
+
+
 def worker_loop(loop_config: dict) -> None:
-    """Runs on every Ray Train worker."""
-    config = TrainConfig(**loop_config["config"])
+    """Runs on every Ray Train worker; ``loop_config["job"]`` is the member's ``TrainJob``."""
+    job = TrainJob.model_validate(loop_config["job"])
+    config = job.config
     if not config.num_threads:
-        torch.set_num_threads(loop_config.get("cpus_per_worker", 1))
-    classes, uri, version = loop_config["classes"], loop_config["dataset"], loop_config.get("version")
+        torch.set_num_threads(job.cpus_per_worker)
+    classes, uri, version = job.classes, job.dataset, job.version
     # streamed from the dataset's Parquet row groups, each rank its own share; bagging: a bootstrap
     # resample of the training split drawn from the member's seed
-    train = Streamed(uri, "train", classes, version, bagging_seed=config.seed if loop_config.get("bagging") else None,
+    train = Streamed(uri, "train", classes, version, bagging_seed=config.seed if job.bagging else None,
                      shuffle_buffer=config.shuffle_buffer)
     val = Streamed(uri, "val", classes, version)
     resume = None
@@ -96,7 +120,7 @@ def worker_loop(loop_config: dict) -> None:
         with checkpoint.as_directory() as folder:
             resume = torch.load(os.path.join(folder, CHECKPOINT_FILE), weights_only=True)
     else:  # restarted after a failure, or rerun with the same run: continue, not epoch 1
-        resume = latest_checkpoint(loop_config["run_folder"])
+        resume = latest_checkpoint(job.run_folder)
     dist = RayDistributed()
     nodes = dist.all_objects(ray.get_runtime_context().get_node_id())  # where each rank runs, for the record
 
@@ -128,9 +152,9 @@ def train_member(dataset_uri: str, storage_path: str, name: str, config: TrainCo
     use_gpu = gpus_available()
     trainer = TorchTrainer(
         worker_loop,
-        train_loop_config={"config": config.model_dump(), "dataset": dataset_uri, "version": version,
-                           "classes": classes, "run_folder": storage.join(storage_path, name), "bagging": bagging,
-                           "cpus_per_worker": cpus_per_worker},
+        train_loop_config={"job": TrainJob(config=config, dataset=dataset_uri, version=version, classes=classes,
+                                           run_folder=storage.join(storage_path, name), bagging=bagging,
+                                           cpus_per_worker=cpus_per_worker).model_dump()},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, placement_strategy=placement_strategy,
                                      resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         run_config=RunConfig(name=name, storage_path=storage_path,
@@ -154,12 +178,12 @@ def checkpoint_state(result: ray.train.Result, run_folder: str) -> dict:
 
 
 def member_record_uri(run_uri: str, name: str) -> str:
-    return storage.join(run_uri, "model", "members", f"{name}.json")
+    return storage.join(run_uri, "model", member_record_file(name))
 
 
 @ray.remote(num_cpus=0)
 def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan: MemberPlan, config: EnsembleConfig,
-                      classes: list[str]) -> dict:
+                      classes: list[str]) -> MemberRecord:
     """One member, start to finish: Ray Train run, then its best weights and record into the model folder."""
     started = time.time()
     result = train_member(dataset_uri, storage.join(run_uri, "checkpoints"), plan.name, config.member_config(plan),
@@ -170,13 +194,12 @@ def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan:
         raise result.error
     metrics = result.metrics or {}
     state = checkpoint_state(result, storage.join(run_uri, "checkpoints", plan.name))
-    model_store.save_weights(storage.join(run_uri, "model", "members", f"{plan.name}.pt"), state["best_model"])
-    record = {**plan.model_dump(), "best_val_auc": float(state["best_auc"]), "epochs_run": len(state["history"]),
-              "history": state["history"], "resumed_from": metrics.get("resumed_from", state["epoch"]),
-              "worker_nodes": metrics.get("worker_nodes", []),
-              "started": started, "finished": time.time()}
-    records.write_json(member_record_uri(run_uri, plan.name), record)  # written last: the member is done
-    return record
+    model_store.save_weights(storage.join(run_uri, "model", member_file(plan.name)), state["best_model"])
+    record = MemberRecord(**plan.model_dump(), best_val_auc=float(state["best_auc"]), epochs_run=len(state["history"]),
+                          history=state["history"], resumed_from=metrics.get("resumed_from", state["epoch"]),
+                          worker_nodes=metrics.get("worker_nodes", []), started=started, finished=time.time())
+    storage.write_bytes_atomic(member_record_uri(run_uri, plan.name), record.model_dump_json(indent=2).encode())
+    return record  # the record is written last: the member is done
 
 
 class ClusterTooSmallError(ValueError):
@@ -199,17 +222,17 @@ def check_room(config: EnsembleConfig) -> None:
 
 
 def train_members(dataset_uri: str, version: int | None, run_uri: str, config: EnsembleConfig, classes: list[str],
-                  on_done: Callable[[dict], None] | None = None) -> list[dict]:
+                  on_done: Callable[[MemberRecord], None] | None = None) -> list[MemberRecord]:
     """Train every member not finished yet, concurrently as far as the cluster has room (each member
     asks for ``workers`` x ``cpus_per_worker`` CPUs; Ray queues the rest). Returns all members' records."""
     ensure_ray()
     check_room(config)
-    records: dict[str, dict] = {}
+    records: dict[str, MemberRecord] = {}
     pending = {}
     for plan in config.plans():
         uri = member_record_uri(run_uri, plan.name)
         if storage.exists(uri):  # finished by an earlier attempt of this run
-            records[plan.name] = records.read_json(uri)
+            records[plan.name] = MemberRecord.model_validate_json(storage.read_bytes(uri))
             continue
         pending[_train_and_export.remote(dataset_uri, version, run_uri, plan, config, classes)] = plan.name
     while pending:

@@ -1,8 +1,7 @@
-"""JSON records on object storage, timestamps, and the code and package versions a record names."""
+"""Provenance for lineage and registry records: timestamps, the code version and package versions."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 
@@ -36,11 +35,3 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
-
-
-def write_json(uri: str, value: dict) -> None:
-    storage.write_bytes_atomic(uri, json.dumps(value, indent=2, default=str).encode())
-
-
-def read_json(uri: str) -> dict:
-    return json.loads(storage.read_bytes(uri))

@@ -1,0 +1,51 @@
+"""What the CLI prints after each command: short, PHI-free summaries read from the typed results."""
+
+from __future__ import annotations
+
+from tasks.core import storage
+from tasks.evaluate import report
+from tasks.evaluate.evaluation import EvaluationResult
+from tasks.ingest.summary import IngestSummary
+from tasks.serve.promotion import PromotionDecision
+from tasks.train.members import TrainSummary
+
+
+def print_ingest(summary: IngestSummary, dataset_uri: str, rejects_uri: str) -> None:
+    print(f"dataset {dataset_uri}: version {summary.version}, images {summary.image_size}x{summary.image_size}")
+    if summary.image_size_note:
+        print(f"  note: {summary.image_size_note}")
+    print(f"  inputs {summary.inputs}, added {summary.added}, unchanged {summary.unchanged} "
+          f"({summary.unchanged_not_read} known by fingerprint, not read), rejected {summary.rejected}")
+    for reason, count in summary.rejected_by_reason.items():
+        print(f"    {reason}: {count}")
+    if summary.relabelled_not_applied:
+        print(f"  note: {summary.relabelled_not_applied} already-ingested images have a new label in the CSV; "
+              "labels of ingested images are not rewritten")
+    audit = summary.audit
+    print(f"  patients per split {audit.patients_per_split}, in several splits: {audit.patients_in_several_splits}")
+    print(f"  rejects written to {rejects_uri}")
+
+
+def print_training(summary: TrainSummary) -> None:
+    print(f"run {summary.run}: dataset v{summary.dataset_version}, classes {summary.classes}")
+    for m in summary.members:
+        print(f"  {m.name} ({m.architecture}, seed {m.seed}): best validation AUC {m.best_val_auc:.3f}, {m.epochs_run} epochs")
+    print(f"  model written to {storage.join(summary.run, 'model')}")
+
+
+def print_evaluation(result: EvaluationResult) -> None:
+    ens = result.ensemble
+    print(f"ensemble: {ens.combiner}, temperature {ens.temperature:.2f}, operating point {ens.threshold:.3f} (fitted on validation)")
+    for split in ("test", "val"):
+        point, ci = getattr(result, split).point, getattr(result, split).ci
+        print(f"  {split}: AUC {report.fmt(point['auc'], ci.get('auc'))}, "
+              f"accuracy {report.fmt(point['accuracy_at_op'], ci.get('accuracy_at_op'))}, "
+              f"sensitivity {report.fmt(point['sensitivity_at_op'], ci.get('sensitivity_at_op'))}, "
+              f"specificity {report.fmt(point['specificity_at_op'], ci.get('specificity_at_op'))}")
+    print(f"  report: {result.report}")
+    print(f"  metrics: {result.metrics}")
+
+
+def print_decision(decision: PromotionDecision) -> None:
+    print(f"  promotion ({decision.task}): {'promoted' if decision.promoted else 'not promoted'} — {decision.reason}")
+    print(f"  champion: {decision.champion_after}")
