@@ -13,6 +13,7 @@ from tasks.core import storage
 from tasks.evaluate import report
 from tasks.evaluate.evaluation import ENSEMBLE, Evaluation, EvaluationResult, evaluate
 from tasks.model import runs
+from tasks.model.folders import RunFolder
 
 
 class EvaluateParams(BaseModel):
@@ -21,7 +22,7 @@ class EvaluateParams(BaseModel):
 
 @task(**IO_RETRIES, **QUIET)
 def evaluate_run(params: EvaluateParams) -> Evaluation:
-    return evaluate(*runs.load(params.run))
+    return evaluate(runs.load(params.run))
 
 
 def publish_artifacts(doc: dict, report_uri: str, plots: dict[str, bytes]) -> None:
@@ -43,7 +44,7 @@ def evaluate_flow(params: EvaluateParams) -> EvaluationResult:
     """Fit the ensemble on validation, score every model on val and test, write the report."""
     evaluation = evaluate_run(params)
     publish_artifacts(evaluation.doc, evaluation.report, evaluation.plots)
-    result = evaluation.result(storage.join(params.run, runs.METRICS_FILE))
+    result = evaluation.result(RunFolder(params.run).metrics)
     get_run_logger().info("ensemble (%s) test AUC %.3f, accuracy %.3f at the operating point", result.ensemble.combiner,
                           result.test.point["auc"], result.test.point["accuracy_at_op"])
     return result

@@ -15,9 +15,10 @@ from flows.uris import Uri
 from tasks.data import dataset
 from tasks.data.splits import SplitFractions, audit
 from tasks.dicom.header import Limits
-from tasks.ingest import deid, fingerprints
+from tasks.ingest import deid, fingerprints, geometry
 from tasks.ingest.batch import KnownDigests
 from tasks.ingest.decode import Decoded, decode_all
+from tasks.ingest.geometry import GeometryChoice
 from tasks.ingest.labels import Plan, plan
 from tasks.ingest.publish import publish_version, refused_paths, write_rejects
 from tasks.ingest.reconcile import Outcome, reconcile
@@ -31,7 +32,8 @@ class IngestParams(BaseModel):
     labels: Uri = Field(description="labels CSV: columns path, label[, split]")
     dataset: Uri = Field(description="dataset location (Delta table)")
     rejects: Uri = Field("rejects.csv", description="where to write path,reason,detail for refused inputs (outside the dataset)")
-    image_size: int = Field(128, ge=8, le=2048, description="stored images are image_size x image_size (letterboxed)")
+    image_size: int | None = Field(None, ge=8, le=2048, description="stored images are image_size x image_size (letterboxed); "
+                                   "default: the dataset's own, or for a new dataset the sources' size, at most 128")
     seed: int = Field(0, description="seed of the patient-level split")
     train_fraction: float = Field(0.7, ge=0, le=1)
     val_fraction: float = Field(0.15, ge=0, le=1)
@@ -64,19 +66,25 @@ def read_fingerprints(params: IngestParams) -> dict[str, str]:
     return {} if params.rehash else fingerprints.load(params.dataset)
 
 
+@task(**IO_RETRIES, **QUIET)
+def choose_geometry(params: IngestParams, work: Plan) -> GeometryChoice:
+    """Before anything is decoded: the dataset's geometry, checked against the one asked for."""
+    return geometry.choose(params.dataset, params.image_size, params.source, work.items)
+
+
 @task(**QUIET)
-def decode_on_ray(params: IngestParams, work: Plan, index, cache: dict[str, str]) -> Decoded:
+def decode_on_ray(params: IngestParams, work: Plan, index, cache: dict[str, str], image_size: int) -> Decoded:
     """Decode what is new; files unchanged since an earlier ingest (by fingerprint) are not read."""
     limits = Limits(max_file_bytes=params.max_file_bytes, max_pixels=params.max_pixels)
     known = KnownDigests(index.column("source_sha256").to_pylist())
     key = deid.load_pseudonym_key()
-    to_read, unchanged = fingerprints.split_unchanged(work.items, cache, known, key)
+    split = fingerprints.split_unchanged(work.items, cache, known, key)
     with tqdm(total=len(work.items), unit="file", desc="decoding", disable=not sys.stderr.isatty()) as bar:
-        bar.update(len(work.items) - len(to_read))
-        decoded = decode_all(params.source, to_read, known, key, params.image_size, limits, bar.update)
-    decoded.results.append(unchanged)
+        bar.update(len(work.items) - len(split.to_read))
+        decoded = decode_all(params.source, split.to_read, known, key, image_size, limits, bar.update)
+    decoded.results.append(split.unchanged)
     decoded.tables.append(None)
-    decoded.not_read = len(unchanged.unchanged)
+    decoded.not_read = len(split.unchanged.unchanged)
     return decoded
 
 
@@ -96,8 +104,9 @@ def decide_outcomes(params: IngestParams, work: Plan, decoded: Decoded, index) -
 
 @task(**IO_RETRIES, **QUIET)
 def publish(params: IngestParams, decoded: Decoded, outcome: Outcome, summary: IngestSummary,
-            base_version: int | None) -> int | None:
-    return publish_version(params.dataset, decoded, outcome, summary.model_dump(exclude={"audit"}), base_version)
+            base_version: int | None, choice: GeometryChoice) -> int | None:
+    return publish_version(params.dataset, decoded, outcome, summary.model_dump(exclude={"audit"}), base_version,
+                           choice.geometry)
 
 
 @task(**IO_RETRIES, **QUIET)
@@ -113,16 +122,17 @@ def ingest_flow(params: IngestParams) -> IngestSummary:
     index = read_dataset_index(params.dataset)
     logger.info("%d labelled files to consider, %d refused before decoding", len(work.items), len(work.rejects))
     # quote(): large values pass between tasks as they are, without Prefect walking every element
+    choice = choose_geometry(params, quote(work))
     cache = read_fingerprints(params)
-    decoded = decode_on_ray(params, quote(work), quote(index), quote(cache))
+    decoded = decode_on_ray(params, quote(work), quote(index), quote(cache), choice.geometry.image_size)
     outcome = decide_outcomes(params, quote(work), quote(decoded), quote(index))
     summary = summarize(work, decoded, outcome)
-    version = publish(params, quote(decoded), quote(outcome), summary, dataset.index_version(index))
+    summary.image_size, summary.image_size_note = choice.geometry.image_size, choice.note
+    version = publish(params, quote(decoded), quote(outcome), summary, dataset.index_version(index), choice)
     save_rejects(params, quote(work), quote(outcome))
     save_fingerprints(params, quote(work), quote(decoded), quote(cache))
     summary.published = version is not None
     summary.version = version if version is not None else dataset.latest_version(params.dataset)
-    summary.image_size = params.image_size
     summary.audit = audit_task(params.dataset)
     logger.info("ingest summary: %s", summary.model_dump(exclude={"audit"}))
     create_markdown_artifact(key="ingest-summary", markdown=summary.markdown(), description="medflow ingest")

@@ -17,8 +17,8 @@ from tasks.core import storage
 from tasks.data import dataset
 from tasks.evaluate.evaluation import EvaluationResult
 from tasks.ingest.summary import IngestSummary
-from tasks.model import runs
 from tasks.model.config import EnsembleConfig
+from tasks.model.folders import RunFolder
 from tasks.serve import promotion
 from tasks.serve.promotion import PromotionDecision
 from tasks.train.members import TrainSummary
@@ -71,15 +71,14 @@ def plan_run(params: PipelineParams, version: int, flow_run_id: str) -> str | No
     The folder is claimed with an exclusive create: a retry of the same flow run resumes in it, but
     another pipeline run working on the same version and config at the same time trains in a folder
     of its own (suffixed with its flow run id), so two runs never write into one run folder."""
-    run = storage.join(params.runs, params.task, f"v{version}-{config_digest(params.config)}")
-    own = f"{run}-{flow_run_id[:8]}"
+    run = RunFolder(storage.join(params.runs, params.task, f"v{version}-{config_digest(params.config)}"))
+    own = f"{run.uri}-{flow_run_id[:8]}"
     if params.force_retrain:
         return own
-    if storage.exists(storage.join(run, runs.METRICS_FILE)):
+    if run.is_evaluated():
         return None
-    claim = storage.join(run, runs.CLAIM_FILE)
-    if storage.create_exclusive(claim, flow_run_id.encode()) or storage.read_bytes(claim).decode() == flow_run_id:
-        return run
+    if storage.create_exclusive(run.claim, flow_run_id.encode()) or storage.read_bytes(run.claim).decode() == flow_run_id:
+        return run.uri
     return own
 
 

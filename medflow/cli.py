@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--labels", required=True, help="CSV with columns path,label[,split]")
     ingest.add_argument("--dataset", required=True, help="dataset URI (path or s3://)")
     ingest.add_argument("--rejects", default="rejects.csv", help="CSV for refused inputs (default ./rejects.csv)")
-    ingest.add_argument("--image-size", type=int, default=128)
+    ingest.add_argument("--image-size", type=int, help="stored images are N x N (default: the dataset's; a new "
+                        "dataset takes the sources' size, at most 128)")
     ingest.add_argument("--seed", type=int, default=0, help="seed of the patient-level split")
     ingest.add_argument("--split-fractions", default="0.7,0.15,0.15", help="train,val,test fractions")
     ingest.add_argument("--allow-split-leakage", action="store_true",

@@ -14,6 +14,7 @@ from flows.ingest import IngestParams, ingest_flow
 from medflow.summaries import print_ingest
 from tasks.core import storage
 from tasks.data import dataset
+from tasks.data.schema import Geometry
 from tasks.ingest import deid
 from tasks.ingest.labels import read_labels
 
@@ -48,6 +49,8 @@ def preflight(params: IngestParams) -> None:
     read_labels(params.labels)
     if not storage.exists(params.source):
         raise ValueError(f"source not found: {params.source}")
+    if params.image_size is not None:  # another size than the dataset's: refused before anything is decoded
+        dataset.check_geometry(params.dataset, Geometry(image_size=params.image_size))
 
 
 def dataset_info(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from tasks.core import storage
 from tasks.data import dataset
 from tasks.ingest import deid
 from tasks.model.config import EnsembleConfig, load_config
+from tasks.model.folders import RunFolder, resolve_model
 from tasks.serve import model_registry as registry
 from tasks.serve import promotion
 from tasks.train.members import check_room
@@ -37,7 +38,7 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     params = EvaluateParams(run=args.run)
-    if not storage.exists(storage.join(params.run, "model", "model.json")):
+    if not RunFolder(params.run).model.exists():
         raise FileNotFoundError(f"no trained model in {params.run}/model (run `medflow train` first)")
     startup.start_services()
     print_evaluation(evaluate_flow(params))
@@ -48,9 +49,7 @@ def predict(args: argparse.Namespace) -> int:
     params = PredictParams(model=registry.resolve_model(args.model, args.registry), source=args.source, out=args.out)
     if not storage.exists(params.source):
         raise ValueError(f"source not found: {params.source}")
-    from tasks.model.store import resolve
-
-    resolve(params.model)  # a missing model is a one-line error before any flow starts
+    resolve_model(params.model)  # a missing model is a one-line error before any flow starts
     startup.start_services()
     counts = predict_flow(params)
     print(f"predictions written to {params.out}: {sum(counts['predicted'].values())} predicted {counts['predicted']}, "
@@ -101,7 +100,7 @@ def serve(args: argparse.Namespace) -> int:
 def promote(args: argparse.Namespace) -> int:
     registry_uri = storage.normalize(args.registry) if args.registry else registry.default_registry()
     run = storage.normalize(args.run)
-    if not storage.exists(storage.join(run, "metrics.json")):
+    if not RunFolder(run).is_evaluated():
         raise FileNotFoundError(f"{run} has not been evaluated (run `medflow evaluate --run {run}` first)")
     print_decision(promotion.promote_run(registry_uri, args.task, run, args.margin, force=args.force))
     return 0

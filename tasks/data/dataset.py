@@ -19,11 +19,12 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from tasks.core import storage
-from tasks.data.schema import SCHEMA
+from tasks.data.schema import SCHEMA, Geometry, geometry_of, table_schema
 from tasks.data.splits import audit
 
 INDEX_COLUMNS = ["image_key", "patient_key", "label", "split", "source_sha256", "pixels_sha256"]
 METADATA_KEY = "medflow"
+SIDECAR = "_medflow"  # medflow's files inside the table folder (Delta ignores folders starting with "_")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -48,6 +49,11 @@ def _uri(uri: str) -> str:
     return storage.normalize(uri)
 
 
+def fingerprint_cache_uri(uri: str) -> str:
+    """The ingest's fingerprint cache, in a folder beside the Delta log that Delta ignores."""
+    return storage.join(_uri(uri), SIDECAR, "source-fingerprints.parquet")
+
+
 def open_table(uri: str, version: int | None = None) -> DeltaTable:
     try:
         return DeltaTable(_uri(uri), version=version, storage_options=storage.delta_storage_options())
@@ -61,6 +67,40 @@ def latest_version(uri: str) -> int | None:
         return open_table(uri).version()
     except DatasetNotFoundError:
         return None
+
+
+class GeometryMismatchError(ValueError):
+    """An ingest asked for images of another geometry than the dataset's."""
+
+
+def geometry(uri: str, version: int | None = None) -> Geometry:
+    """The dataset's image contract, from the table's schema. A dataset made before the contract was
+    recorded gets it from its first row (ingest then kept one size per dataset, by convention)."""
+    table = open_table(uri, version)
+    recorded = geometry_of(table.schema().to_arrow())
+    if recorded is not None:
+        return recorded
+    first = next(iter(table.to_pyarrow_dataset().to_batches(columns=["height"], batch_size=1)), None)
+    if first is None or not first.num_rows:
+        raise DatasetNotFoundError(f"dataset {uri} has no rows and no recorded geometry")
+    return Geometry(image_size=int(first.column("height")[0].as_py()))
+
+
+def existing_geometry(uri: str) -> Geometry | None:
+    """The geometry of the dataset at ``uri``, or None when there is no dataset yet."""
+    try:
+        return geometry(uri)
+    except DatasetNotFoundError:
+        return None
+
+
+def check_geometry(uri: str, requested: Geometry) -> None:
+    """Refuse, before anything is decoded, an ingest whose images would not match the dataset's."""
+    existing = existing_geometry(uri)
+    if existing is not None and existing != requested:
+        raise GeometryMismatchError(
+            f"dataset {uri} stores {existing.image_size}x{existing.image_size} images; --image-size {requested.image_size} "
+            "would mix sizes in one dataset (omit --image-size, or use a new --dataset)")
 
 
 def read_index(uri: str) -> pa.Table:
@@ -89,13 +129,14 @@ def write_part(uri: str, rows: pa.Table) -> dict:
     return {"path": name, "size": len(data), "rows": rows.num_rows, "mtime_ms": int(time.time() * 1000)}
 
 
-def commit_parts(uri: str, parts: list[dict], summary: dict, base_version: int | None = None) -> int:
+def commit_parts(uri: str, parts: list[dict], summary: dict, base_version: int | None, geometry: Geometry) -> int:
     """Make written parts one new version, in one atomic commit; return its number.
 
     ``base_version`` is the version the caller's decisions were based on (None: no table yet). The
     commit is made only as version ``base_version + 1`` (Delta's put-if-absent on the log entry, no
     automatic rebase): if another ingest committed first, ``ConcurrentPublishError`` is raised and the
-    dataset is unchanged, so two concurrent ingests can never both add the same files."""
+    dataset is unchanged, so two concurrent ingests can never both add the same files. ``geometry`` is
+    recorded in the schema when the table is created and checked against it otherwise."""
     actions = [
         AddAction(path=p["path"], size=p["size"], partition_values={}, modification_time=p["mtime_ms"],
                   data_change=True, stats=json.dumps({"numRecords": p["rows"]}))
@@ -104,7 +145,7 @@ def commit_parts(uri: str, parts: list[dict], summary: dict, base_version: int |
     properties = CommitProperties(custom_metadata={METADATA_KEY: json.dumps(summary)}, max_commit_retries=0)
     if base_version is None:
         try:
-            create_table_with_add_actions(_uri(uri), Schema.from_arrow(SCHEMA), actions, mode="error",
+            create_table_with_add_actions(_uri(uri), Schema.from_arrow(table_schema(geometry)), actions, mode="error",
                                           storage_options=storage.delta_storage_options(), commit_properties=properties)
         except Exception as exc:  # the table appeared since it was read
             if latest_version(uri) is not None:
@@ -112,8 +153,9 @@ def commit_parts(uri: str, parts: list[dict], summary: dict, base_version: int |
             raise
         return 0
     table = open_table(uri, base_version)
+    check_geometry(uri, geometry)
     try:
-        table.create_write_transaction(actions, mode="append", schema=Schema.from_arrow(SCHEMA),
+        table.create_write_transaction(actions, mode="append", schema=table.schema(),
                                        commit_properties=properties)
     except CommitFailedError as exc:
         raise ConcurrentPublishError(f"another ingest published {uri} version {base_version + 1} meanwhile; "

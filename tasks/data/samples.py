@@ -145,8 +145,7 @@ class Streamed(Samples):
         index = {name: i for i, name in enumerate(classes)}
         self.fragments: list[tuple[str, int]] = []  # (data file URI, row group)
         fragment_of, offset_of, labels, patient_keys = [], [], [], []
-        columns = ["split", "label", "height", "width"] + (["patient_key"] if patients else [])
-        sizes: set[int] = set()
+        columns = ["split", "label"] + (["patient_key"] if patients else [])
         for file_uri in dataset.open_table(uri, version).file_uris():
             with _open(file_uri) as f:
                 parquet = pq.ParquetFile(f)
@@ -162,13 +161,9 @@ class Streamed(Samples):
                     labels += [index[v] for v in pc.take(part.column("label"), pa.array(wanted)).to_pylist()]
                     if patients:
                         patient_keys += pc.take(part.column("patient_key"), pa.array(wanted)).to_pylist()
-                    sizes |= {*pc.take(part.column("height"), pa.array(wanted)).to_pylist(),
-                              *pc.take(part.column("width"), pa.array(wanted)).to_pylist()}
                     self.fragments.append((file_uri, group))
                 start += n
-        if len(sizes) > 1:
-            raise ValueError(f"split {split!r} mixes image sizes {sorted(sizes)}; re-ingest with one --image-size")
-        self.image_size = sizes.pop() if sizes else 0
+        self.image_size = dataset.geometry(uri, version).image_size  # the dataset's contract, checked at ingest
         self.fragment_of = np.concatenate(fragment_of) if fragment_of else np.zeros(0, np.int32)
         self.offset_of = np.concatenate(offset_of) if offset_of else np.zeros(0, np.int32)
         self.labels = np.array(labels, dtype=np.int64)
@@ -246,19 +241,15 @@ class Split:
 
 def load_split(uri: str, split: str, classes: list[str], version: int | None = None) -> Split:
     """One split of a dataset version, rows in table order."""
-    import pyarrow.compute as pc
-
     from tasks.data import dataset
 
-    table = dataset.read_version(uri, version, columns=["pixels", "height", "width", "label", "split", "patient_key"])
+    size = dataset.geometry(uri, version).image_size
+    table = dataset.read_version(uri, version, columns=["pixels", "label", "split", "patient_key"])
     table = table.filter(pc.equal(table.column("split"), split))
     if not table.num_rows:
-        return Split(np.zeros((0, 1, 1), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype=object))
-    h, w = table.column("height")[0].as_py(), table.column("width")[0].as_py()
+        return Split(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype=object))
     data, offsets = binary_views(table.column("pixels"))
-    if not np.all(np.diff(offsets) == h * w):
-        raise ValueError(f"split {split!r} mixes image sizes; re-ingest with one --image-size")
-    images = data[offsets[0] : offsets[-1]].reshape(-1, h, w).copy()  # one copy out of Arrow
+    images = data[offsets[0] : offsets[-1]].reshape(-1, size, size).copy()  # one copy out of Arrow
     index = {name: i for i, name in enumerate(classes)}
     labels = np.array([index[v] for v in table.column("label").to_pylist()], dtype=np.int64)
     return Split(images, labels, np.array(table.column("patient_key").to_pylist(), dtype=object))

@@ -17,10 +17,10 @@ from tasks.data.samples import Streamed
 from tasks.evaluate import report
 from tasks.model import ensemble
 from tasks.model import store as model_store
-from tasks.model.config import EnsembleConfig
 from tasks.model.ensemble import EnsembleSpec
-from tasks.model.runs import METRICS_FILE, RunInfo
-from tasks.model.store import EnsembleModel, MemberRecord, member_record_file
+from tasks.model.folders import RunFolder
+from tasks.model.runs import TrainedRun
+from tasks.model.store import EnsembleModel
 
 ENSEMBLE = "ensemble"
 
@@ -79,10 +79,11 @@ def score_all(jobs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarr
     return results
 
 
-def evaluate(info: RunInfo, config: EnsembleConfig, lineage: dict) -> Evaluation:
+def evaluate(run: TrainedRun) -> Evaluation:
     """Fit the ensemble on validation, score everything, update the model card, write the report.
     The plots are also written to ``RUN_URI/report/``."""
-    model_uri = storage.join(info.run, "model")
+    info, config, lineage = run.info, run.config, run.lineage
+    model_uri = info.folder.model.uri
     model = EnsembleModel.load(model_uri)
     evaluation = config.evaluation
     positive = metrics.positive_index(info.classes, evaluation.positive_class)
@@ -131,18 +132,16 @@ def _plots(doc: dict, probs: dict, test: Streamed, weights: np.ndarray, positive
     plots["confusion_test.png"] = report.confusion_plot(doc["results"][ENSEMBLE]["test"]["point"]["confusion_matrix"],
                                                         doc["classes"], "ensemble, test, at the operating point")
     plots["reliability_test.png"] = report.reliability_plot(ens_test, test.labels, positive, "reliability, test split")
-    records = [MemberRecord.model_validate_json(storage.read_bytes(storage.join(doc["run"], "model", member_record_file(m.name))))
-               for m in model.card.members]
-    plots["training_curves.png"] = report.curves_plot(records)
+    model_uri = RunFolder(doc["run"]).model.uri
+    plots["training_curves.png"] = report.curves_plot([model_store.load_record(model_uri, m.name) for m in model.card.members])
     return plots
 
 
 def write_report(run_uri: str, doc: dict, plots: dict[str, bytes]) -> str:
     """PNG files and ``index.html`` under ``RUN_URI/report/``; ``metrics.json`` in the run. Returns the page's URI."""
-    folder = storage.join(run_uri, "report")
+    folder = RunFolder(run_uri)
     for name, png in plots.items():
-        storage.write_bytes_atomic(storage.join(folder, name), png)
-    page = storage.join(folder, "index.html")
-    storage.write_bytes_atomic(page, report.html_page(doc, plots).encode())
-    storage.write_json(storage.join(run_uri, METRICS_FILE), doc)
-    return page
+        storage.write_bytes_atomic(folder.report_file(name), png)
+    storage.write_bytes_atomic(folder.report_page, report.html_page(doc, plots).encode())
+    storage.write_json(folder.metrics, doc)  # last: the run counts as evaluated once it exists
+    return folder.report_page

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.core import storage
+from tasks.data import dataset
 from tasks.ingest import deid
 from tasks.ingest.batch import BatchResult, KnownDigests, Unchanged
 from tasks.ingest.labels import Item
 
-CACHE_PATH = ("_medflow", "source-fingerprints.parquet")
 _SCHEMA = pa.schema([("fingerprint", pa.string()), ("source_sha256", pa.string())])
 
 
@@ -30,7 +31,7 @@ def fingerprint(key: bytes, item: Item) -> str:
 
 
 def cache_uri(dataset_uri: str) -> str:
-    return storage.join(storage.normalize(dataset_uri), *CACHE_PATH)
+    return dataset.fingerprint_cache_uri(dataset_uri)
 
 
 def load(dataset_uri: str) -> dict[str, str]:
@@ -50,10 +51,17 @@ def save(dataset_uri: str, entries: dict[str, str]) -> None:
     storage.write_bytes_atomic(cache_uri(dataset_uri), sink.getvalue().to_pybytes())
 
 
-def split_unchanged(items: list[Item], cache: dict[str, str], known: KnownDigests,
-                    key: bytes) -> tuple[list[Item], BatchResult]:
-    """The items still to read, and a result marking the others unchanged (their file's stamp
-    matches a cached one whose hash is already in the dataset)."""
+@dataclass
+class KnownByFingerprint:
+    """The items still to read, and a result marking the others unchanged."""
+
+    to_read: list[Item]
+    unchanged: BatchResult
+
+
+def split_unchanged(items: list[Item], cache: dict[str, str], known: KnownDigests, key: bytes) -> KnownByFingerprint:
+    """Items whose file's stamp matches a cached one whose hash is already in the dataset are
+    unchanged (not read); the others are still to read."""
     to_read: list[Item] = []
     unchanged = BatchResult(table=None)
     for item in items:
@@ -62,7 +70,7 @@ def split_unchanged(items: list[Item], cache: dict[str, str], known: KnownDigest
             unchanged.unchanged.append(Unchanged(item.index, sha))
         else:
             to_read.append(item)
-    return to_read, unchanged
+    return KnownByFingerprint(to_read, unchanged)
 
 
 def updated(cache: dict[str, str], items: list[Item], results: Iterable[BatchResult], key: bytes) -> dict[str, str]:

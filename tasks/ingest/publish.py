@@ -11,6 +11,7 @@ import ray
 from tasks.core import storage
 from tasks.core.refusals import RefusedPath
 from tasks.data import dataset
+from tasks.data.schema import Geometry
 from tasks.ingest.decode import Decoded
 from tasks.ingest.labels import Plan
 from tasks.ingest.reconcile import Outcome
@@ -37,11 +38,12 @@ def write_parts(uri: str, decoded: Decoded, keep: dict[int, str]) -> list[dict]:
     return ray.get(pending)
 
 
-def publish_version(uri: str, decoded: Decoded, outcome: Outcome, summary: dict, base_version: int | None) -> int | None:
+def publish_version(uri: str, decoded: Decoded, outcome: Outcome, summary: dict, base_version: int | None,
+                    geometry: Geometry) -> int | None:
     """One new version (``base_version`` + 1) with every kept row, or None (and no commit) when nothing is new."""
     if not outcome.keep:
         return None
-    return dataset.commit_parts(uri, write_parts(uri, decoded, outcome.keep), summary, base_version)
+    return dataset.commit_parts(uri, write_parts(uri, decoded, outcome.keep), summary, base_version, geometry)
 
 
 def refused_paths(work: Plan, outcome: Outcome) -> list[RefusedPath]:

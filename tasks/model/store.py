@@ -20,8 +20,8 @@ from tasks.data.samples import PIXEL_MEAN, PIXEL_STD, network_input
 from tasks.model.architectures import build_model
 from tasks.model.config import MemberPlan
 from tasks.model.ensemble import EnsembleSpec, combine
+from tasks.model.folders import ModelFolder, member_file, resolve_model
 
-MODEL_FILE = "model.json"
 FORMAT = 1
 
 
@@ -60,16 +60,6 @@ class MemberRecord(MemberPlan):
                       best_val_auc=self.best_val_auc, epochs_run=self.epochs_run)
 
 
-def member_file(name: str) -> str:
-    """A member's state dict, relative to the model folder."""
-    return f"members/{name}.pt"
-
-
-def member_record_file(name: str) -> str:
-    """A member's record, relative to the model folder."""
-    return f"members/{name}.json"
-
-
 class ModelCard(BaseModel):
     format: int = FORMAT
     classes: list[str]
@@ -89,21 +79,20 @@ def load_weights(uri: str) -> dict:
 
 
 def save_card(model_uri: str, card: ModelCard) -> None:
-    storage.write_bytes_atomic(storage.join(model_uri, MODEL_FILE), card.model_dump_json(indent=2).encode())
-
-
-def resolve(uri: str) -> str:
-    """A model folder, or a run folder holding one in ``model/``."""
-    uri = storage.normalize(uri)
-    if storage.exists(storage.join(uri, MODEL_FILE)):
-        return uri
-    if storage.exists(storage.join(uri, "model", MODEL_FILE)):
-        return storage.join(uri, "model")
-    raise FileNotFoundError(f"no model at {uri}: expected {MODEL_FILE} there or in its model/ folder")
+    storage.write_bytes_atomic(ModelFolder(model_uri).card, card.model_dump_json(indent=2).encode())
 
 
 def load_card(model_uri: str) -> ModelCard:
-    return ModelCard.model_validate_json(storage.read_bytes(storage.join(model_uri, MODEL_FILE)))
+    return ModelCard.model_validate_json(storage.read_bytes(ModelFolder(model_uri).card))
+
+
+def save_record(model_uri: str, record: MemberRecord) -> None:
+    """Written last for a member: its presence means the member is done."""
+    storage.write_bytes_atomic(ModelFolder(model_uri).record(record.name), record.model_dump_json(indent=2).encode())
+
+
+def load_record(model_uri: str, name: str) -> MemberRecord:
+    return MemberRecord.model_validate_json(storage.read_bytes(ModelFolder(model_uri).record(name)))
 
 
 @dataclass
@@ -115,12 +104,12 @@ class EnsembleModel:
 
     @classmethod
     def load(cls, uri: str) -> EnsembleModel:
-        model_uri = resolve(uri)
-        card = load_card(model_uri)
+        folder = resolve_model(uri)
+        card = load_card(folder.uri)
         networks = []
         for member in card.members:
             net = build_model(member.architecture, len(card.classes), card.preprocessing.image_size)
-            net.load_state_dict(load_weights(storage.join(model_uri, member.file)))
+            net.load_state_dict(load_weights(folder.file(member.file)))
             networks.append(net.eval())
         return cls(card, networks)
 

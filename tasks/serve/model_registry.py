@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from tasks.core import metrics, storage
 from tasks.data.samples import Samples
+from tasks.model.folders import RunFolder
 from tasks.model.store import EnsembleModel
 
 REGISTRY_ENV = "MEDFLOW_REGISTRY"
@@ -117,4 +118,4 @@ def paired_auc_gate(challenger: EnsembleModel, incumbent: EnsembleModel, val: Sa
 
 def write_decision(run_uri: str, decision: dict) -> None:
     """The decision and its evidence, stored beside the model."""
-    storage.write_json(storage.join(run_uri, "promotion.json"), decision)
+    storage.write_json(RunFolder(run_uri).promotion, decision)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from tasks.core import provenance, storage
+from tasks.core import provenance
 from tasks.data.samples import Streamed
 from tasks.model import runs
 from tasks.model.store import EnsembleModel
@@ -47,8 +47,8 @@ def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0,
                 force: bool = False) -> PromotionDecision:
     """Promote ``run_uri``'s model if it beats the champion on the run's validation data (or if
     ``force``); the decision and evidence go to ``RUN_URI/promotion.json``. Returns the decision."""
-    info, _, _ = runs.load(run_uri)
-    model_uri = storage.join(run_uri, "model")
+    info = runs.load(run_uri).info
+    model_uri = info.folder.model.uri
     challenger = EnsembleModel.load(model_uri)
     val = Streamed(info.dataset, "val", info.classes, info.version, patients=True)
     decision: dict = {"task": task, "registry": registry_uri, "challenger": model_uri, "dataset_version": info.version}

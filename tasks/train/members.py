@@ -23,7 +23,8 @@ from tasks.core.cluster import cluster_address, ensure_ray
 from tasks.data.samples import Streamed
 from tasks.model import store as model_store
 from tasks.model.config import EnsembleConfig, MemberPlan, TrainConfig
-from tasks.model.store import MemberRecord, member_file, member_record_file
+from tasks.model.folders import RunFolder
+from tasks.model.store import MemberRecord
 from tasks.train.loop import Distributed, fit
 
 CHECKPOINT_FILE = "state.pt"
@@ -177,29 +178,26 @@ def checkpoint_state(result: ray.train.Result, run_folder: str) -> dict:
     return state
 
 
-def member_record_uri(run_uri: str, name: str) -> str:
-    return storage.join(run_uri, "model", member_record_file(name))
-
-
 @ray.remote(num_cpus=0)
 def _train_and_export(dataset_uri: str, version: int | None, run_uri: str, plan: MemberPlan, config: EnsembleConfig,
                       classes: list[str]) -> MemberRecord:
     """One member, start to finish: Ray Train run, then its best weights and record into the model folder."""
     started = time.time()
-    result = train_member(dataset_uri, storage.join(run_uri, "checkpoints"), plan.name, config.member_config(plan),
+    run = RunFolder(run_uri)
+    result = train_member(dataset_uri, run.checkpoints, plan.name, config.member_config(plan),
                           classes, workers=config.workers, version=version, max_failures=config.max_failures,
                           bagging=config.bagging, cpus_per_worker=config.cpus_per_worker,
                           placement_strategy=config.placement_strategy)
     if result.error is not None:
         raise result.error
     metrics = result.metrics or {}
-    state = checkpoint_state(result, storage.join(run_uri, "checkpoints", plan.name))
-    model_store.save_weights(storage.join(run_uri, "model", member_file(plan.name)), state["best_model"])
+    state = checkpoint_state(result, run.checkpoint(plan.name))
+    model_store.save_weights(run.model.weights(plan.name), state["best_model"])
     record = MemberRecord(**plan.model_dump(), best_val_auc=float(state["best_auc"]), epochs_run=len(state["history"]),
                           history=state["history"], resumed_from=metrics.get("resumed_from", state["epoch"]),
                           worker_nodes=metrics.get("worker_nodes", []), started=started, finished=time.time())
-    storage.write_bytes_atomic(member_record_uri(run_uri, plan.name), record.model_dump_json(indent=2).encode())
-    return record  # the record is written last: the member is done
+    model_store.save_record(run.model.uri, record)  # written last: the member is done
+    return record
 
 
 class ClusterTooSmallError(ValueError):
@@ -230,9 +228,9 @@ def train_members(dataset_uri: str, version: int | None, run_uri: str, config: E
     records: dict[str, MemberRecord] = {}
     pending = {}
     for plan in config.plans():
-        uri = member_record_uri(run_uri, plan.name)
-        if storage.exists(uri):  # finished by an earlier attempt of this run
-            records[plan.name] = MemberRecord.model_validate_json(storage.read_bytes(uri))
+        model = RunFolder(run_uri).model
+        if storage.exists(model.record(plan.name)):  # finished by an earlier attempt of this run
+            records[plan.name] = model_store.load_record(model.uri, plan.name)
             continue
         pending[_train_and_export.remote(dataset_uri, version, run_uri, plan, config, classes)] = plan.name
     while pending:

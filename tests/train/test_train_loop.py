@@ -76,7 +76,7 @@ def test_validation_without_a_class_stops_on_loss(data):
 
 def test_the_gpu_throughput_benchmark_runs_without_ray_prefect_or_deltalake():
     """The GPU machine has torch but not Ray, Prefect or deltalake: the per-worker loop must not need them."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     blocked = ["ray", "prefect", "deltalake", "s3fs", "boto3", "moto"]
     code = (f"import runpy, sys; sys.modules.update(dict.fromkeys({blocked!r}));"
             "sys.argv = ['train.py', '--throughput', '--size', '32', '--batch', '8', '--steps', '2', '--loader-workers', '0'];"

@@ -22,7 +22,7 @@ from tests.conftest import _free_port
 from tests.corpora import good_corpus
 
 BIN = os.path.dirname(sys.executable)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -23,8 +23,8 @@ from tasks.model.runs import RunMismatchError
 from tasks.model.store import EnsembleModel
 from tasks.serve.predict import predict, predict_source
 from tests.conftest import latest_artifact
+from tests.core.test_s3 import upload
 from tests.corpora import ingested_corpus, read_csv, write
-from tests.test_s3 import upload
 
 CONFIG = EnsembleConfig.model_validate({
     "members": 2, "architectures": ["seed_cnn"], "bagging": True,

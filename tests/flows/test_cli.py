@@ -92,3 +92,20 @@ def test_demo(tmp_cwd, ray_local, capfd, monkeypatch):
     report = out.split("report: ", 1)[1].split()[0]
     assert report.endswith("index.html") and os.path.exists(report)
     assert oct(os.stat(tmp_cwd / "demo" / "pseudonym.key").st_mode)[-3:] == "600"
+
+
+def test_the_image_size_is_the_datasets_contract(corpus, ray_local, capfd):
+    root, labels = corpus  # 32 px sources
+    ingest = ["ingest", "src", "--labels", labels, "--dataset", "ds"]
+    assert main(ingest) == 0  # a new dataset without --image-size: the sources' size, and the summary says so
+    out = capfd.readouterr().out
+    assert "version 0, images 32x32" in out and "note: new dataset: image size 32 from the sources" in out
+    assert dataset.geometry(str(root / "ds")).image_size == 32
+    assert main([*ingest, "--image-size", "64"]) == 2  # another size: refused before anything is decoded
+    err = capfd.readouterr().err.strip()
+    assert err == (f"medflow: error: dataset {root / 'ds'} stores 32x32 images; --image-size 64 would mix sizes in one "
+                   "dataset (omit --image-size, or use a new --dataset)")
+    assert dataset.latest_version(str(root / "ds")) == 0
+    assert main(ingest) == 0  # without --image-size an existing dataset keeps its own
+    out = capfd.readouterr().out
+    assert "images 32x32" in out and "unchanged 8" in out and "note:" not in out

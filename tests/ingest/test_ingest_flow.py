@@ -78,3 +78,17 @@ def test_progress_and_summary_carry_counts_only(tmp_path, ray_local):
     summary = ingest_flow(params)
     assert summary.added == 6 and summary.version == 0
     assert "CANARY" not in repr(summary)
+
+
+def test_a_flow_asking_for_another_image_size_fails_before_decoding(tmp_path, ray_local):
+    from tasks.data.dataset import GeometryMismatchError
+
+    labels = good_corpus(str(tmp_path / "src"), n_patients=2, images_per_patient=2)
+    params = IngestParams(source=str(tmp_path / "src"), labels=labels, dataset=str(tmp_path / "ds"),
+                          rejects=str(tmp_path / "rejects.csv"), image_size=16)
+    assert ingest_flow(params).image_size == 16
+    os.remove(params.rejects)
+    with pytest.raises(GeometryMismatchError):
+        ingest_flow(params.model_copy(update={"image_size": 24}))
+    assert not os.path.exists(params.rejects)  # the run stopped before decoding, so wrote nothing
+    assert dataset.geometry(params.dataset).image_size == 16

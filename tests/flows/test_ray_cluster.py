@@ -58,7 +58,7 @@ def two_node_cluster(s3_endpoint):
     state = tempfile.mkdtemp(prefix="mfc-", dir="/tmp")
     env = {**os.environ, "MEDFLOW_CLUSTER_DIR": state, "MEDFLOW_RAY_PORT": str(_free_port()), "RAY_BIN": os.path.join(BIN, "ray")}
     env.pop("RAY_TMPDIR", None)
-    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "cluster", "local-cluster.sh")
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "cluster", "local-cluster.sh")
     started = subprocess.run([script, "start", "1", "1"], env=env, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stderr
     address = started.stdout.split("RAY_ADDRESS=")[1].split()[0]
@@ -70,7 +70,7 @@ def two_node_cluster(s3_endpoint):
 
 def test_training_spreads_one_worker_per_node_with_data_on_s3(tmp_path, two_node_cluster):
     from tasks.core import storage
-    from tests.test_s3 import upload
+    from tests.core.test_s3 import upload
 
     fs = storage.filesystem("s3://")
     if not fs.exists("medflow-cluster"):
