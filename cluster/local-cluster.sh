@@ -10,7 +10,9 @@ PORT="${MEDFLOW_RAY_PORT:-6390}"
 RAY="${RAY_BIN:-$(dirname "$(command -v python3)")/ray}"
 [ -x "$RAY" ] || RAY="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/ray"
 
-ray_pids() { pgrep -f "$DIR/ray" || true; }
+# every process of this cluster: those under its temp dir, and those that name its head's port (the
+# Ray client server the head starts names neither the temp dir nor anything else of ours)
+ray_pids() { pgrep -f -- "$DIR/ray|--address=[0-9.]+:$PORT( |$)" || true; }
 
 case "${1:-}" in
   start)

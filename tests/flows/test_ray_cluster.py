@@ -28,9 +28,11 @@ def ray_head():
                     "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
                    check=True, capture_output=True, timeout=120)
     yield f"127.0.0.1:{port}"
-    # stop this head by its PIDs (never `ray stop`: it would kill every Ray process on the machine)
+    # stop this head by its PIDs (never `ray stop`: it would kill every Ray process on the machine); the
+    # Ray client server it started names its port, not its temp dir
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = subprocess.run(["pgrep", "-f", temp_dir], capture_output=True, text=True).stdout.split()
+        pids = subprocess.run(["pgrep", "-f", "--", f"{temp_dir}|--address=[0-9.]+:{port}( |$)"], capture_output=True,
+                              text=True).stdout.split()
         for pid in pids:
             try:
                 os.kill(int(pid), sig)
@@ -52,11 +54,37 @@ def test_ingest_runs_on_a_cluster_by_address(tmp_path, ray_head):
     assert dataset.read_index(str(tmp_path / "ds")).num_rows == 6
 
 
+def environment_without_the_project(folder: str) -> str:
+    """A Python environment with every pinned package (the test venv's site-packages on its path) but
+    without medflow, flows or tasks (the editable install's .pth is not processed there): what a
+    cluster node that installed requirements.txt but not the project has. Returns its ``ray`` command."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", folder], check=True, timeout=120)
+    python = os.path.join(folder, "bin", "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    ours = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    with open(os.path.join(site, "pinned-packages.pth"), "w") as f:
+        f.write(ours + "\n")  # a path line: added to sys.path, its own .pth files (the editable install) not run
+    ray = os.path.join(folder, "bin", "ray")
+    with open(ray, "w") as f:
+        f.write(f"#!/bin/sh\nexec {python} -c 'import sys; from ray.scripts.scripts import main; sys.exit(main())' \"$@\"\n")
+    os.chmod(ray, 0o755)
+    return ray
+
+
 @pytest.fixture
 def two_node_cluster(s3_endpoint):
-    """cluster/local-cluster.sh: a head and one worker node, 1 CPU each, stopped by the script (PIDs)."""
+    """cluster/local-cluster.sh: a head and one worker node, 1 CPU each, stopped by the script (PIDs).
+    The nodes run from an environment in which medflow, flows and tasks cannot be imported."""
     state = tempfile.mkdtemp(prefix="mfc-", dir="/tmp")
-    env = {**os.environ, "MEDFLOW_CLUSTER_DIR": state, "MEDFLOW_RAY_PORT": str(_free_port()), "RAY_BIN": os.path.join(BIN, "ray")}
+    ray = environment_without_the_project(os.path.join(state, "env"))
+    python = os.path.join(state, "env", "bin", "python")
+    for module in ("medflow", "flows", "tasks"):  # from a folder outside the checkout, as on a remote node
+        probe = subprocess.run([python, "-c", f"import {module}"], cwd=state, capture_output=True, text=True)
+        assert "ModuleNotFoundError" in probe.stderr, module
+    assert subprocess.run([python, "-c", "import ray, torch, monai, deltalake"], cwd=state).returncode == 0
+    env = {**os.environ, "MEDFLOW_CLUSTER_DIR": state, "MEDFLOW_RAY_PORT": str(_free_port()), "RAY_BIN": ray}
     env.pop("RAY_TMPDIR", None)
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "cluster", "local-cluster.sh")
     started = subprocess.run([script, "start", "1", "1"], env=env, capture_output=True, text=True, timeout=180)
@@ -64,11 +92,15 @@ def two_node_cluster(s3_endpoint):
     address = started.stdout.split("RAY_ADDRESS=")[1].split()[0]
     yield address
     subprocess.run([script, "stop"], env=env, capture_output=True, timeout=60)
-    assert not subprocess.run(["pgrep", "-f", state], capture_output=True, text=True).stdout.strip()
+    port = env["MEDFLOW_RAY_PORT"]
+    assert not subprocess.run(["pgrep", "-f", "--", f"{state}|--address=[0-9.]+:{port}( |$)"], capture_output=True,
+                              text=True).stdout.strip()  # every process of the cluster is gone, the client server too
     shutil.rmtree(state, ignore_errors=True)
 
 
-def test_training_spreads_one_worker_per_node_with_data_on_s3(tmp_path, two_node_cluster):
+def test_every_command_runs_on_nodes_without_the_project_with_data_on_s3(tmp_path, two_node_cluster):
+    """ingest, train (one DDP worker per node), evaluate and predict through RAY_ADDRESS, the driver run
+    from a folder outside the checkout: the code reaches the nodes only through runtime_env."""
     from tasks.core import storage
     from tests.core.test_s3 import upload
 
@@ -94,7 +126,7 @@ def test_training_spreads_one_worker_per_node_with_data_on_s3(tmp_path, two_node
     ]
     commands_out = []
     for command in commands:
-        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400, cwd=str(tmp_path))
         assert run.returncode == 0, run.stderr[-3000:]
         commands_out.append(run.stdout)
     assert os.path.exists(labels)
