@@ -7,6 +7,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
+from flows.cancellation import STOPPABLE
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
 from tasks.core import storage
@@ -39,7 +40,7 @@ def publish_artifacts(doc: dict, report_uri: str, plots: dict[str, bytes]) -> No
     create_link_artifact(key="evaluation-report-link", link=link, link_text="HTML report")
 
 
-@flow(name="evaluate", log_prints=False)
+@flow(name="evaluate", log_prints=False, **STOPPABLE)
 def evaluate_flow(params: EvaluateParams) -> EvaluationResult:
     """Fit the ensemble on validation, score every model on val and test, write the report."""
     evaluation = evaluate_run(params)

@@ -10,6 +10,7 @@ from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field, model_validator
 from tqdm import tqdm
 
+from flows.cancellation import STOPPABLE
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
 from tasks.data import dataset
@@ -114,7 +115,7 @@ def save_rejects(params: IngestParams, work: Plan, outcome: Outcome) -> None:
     write_rejects(params.rejects, refused_paths(work, outcome))
 
 
-@flow(name="ingest", log_prints=False)
+@flow(name="ingest", log_prints=False, **STOPPABLE)
 def ingest_flow(params: IngestParams) -> IngestSummary:
     """Plan, decode on Ray, reconcile, publish one version, write the rejects CSV."""
     logger = get_run_logger()

@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field, model_validator
 
+from flows.cancellation import STOPPABLE
 from flows.evaluate import EvaluateParams, evaluate_flow
 from flows.ingest import IngestParams, ingest_flow
 from flows.retry import IO_RETRIES, QUIET
@@ -97,7 +98,7 @@ def ingest_stage(params: PipelineParams) -> IngestSummary:
         return ingest_flow(params.ingest)
 
 
-@flow(name="retrain", log_prints=False)
+@flow(name="retrain", log_prints=False, **STOPPABLE)
 def retrain_flow(params: PipelineParams) -> PipelineResult:
     """Ingest what arrived, train and evaluate an ensemble on the new version, promote it if it is
     really better than the champion. A version and config already evaluated are not retrained."""

@@ -9,6 +9,7 @@ from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
+from flows.cancellation import STOPPABLE
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
 from tasks.core import storage
@@ -38,7 +39,7 @@ def write_predictions(params: PredictParams, text: str) -> None:
     storage.write_bytes_atomic(params.out, text.encode())
 
 
-@flow(name="predict", log_prints=False)
+@flow(name="predict", log_prints=False, **STOPPABLE)
 def predict_flow(params: PredictParams) -> dict:
     """Decode every file with the ingestion code, predict with the ensemble, write one CSV row per file."""
     model = load_model(params)

@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import threading
+import types
 
 ENV_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "NO_ALBUMENTATIONS_UPDATE": "1",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+    # how long the driver's Ray shutdown waits to flush task events (for Ray's dashboard, which medflow
+    # does not start): the default 5 s, spent in full when a SIGTERM to the process group has already
+    # stopped the local Ray, would put a cancelled command past its 10 s
+    "RAY_task_events_shutdown_flush_timeout_ms": "500",
 }
 # Loggers whose messages are library chatter on the terminal: routed to the log file instead.
-CHATTY_LOGGERS = ("ray", "uvicorn", "filelock")
+# ``ray.init`` clears the "ray" logger's handlers, so its children get the file handler themselves.
+CHATTY_LOGGERS = ("ray", "ray._private", "ray.train", "ray.tune", "ray.data", "ray.util", "ray.air", "uvicorn", "filelock")
 LOG_ENV = "MEDFLOW_LOG_FILE"
 
 
@@ -80,16 +87,54 @@ def start_services(log_file: str | None = None) -> str:
     cost, and neither needs the other to start. Returns the log file's path."""
     from prefect.settings import PREFECT_API_URL
 
+    from flows import cancellation
     from tasks.core.cluster import ensure_ray
 
     path = route_library_logs(log_file)
     thread = None
     if not PREFECT_API_URL.value():
-        from prefect.server.api.server import SubprocessASGIServer
-
-        thread = threading.Thread(target=lambda: SubprocessASGIServer().start(), daemon=True)
+        thread = threading.Thread(target=lambda: _temporary_server().start(), daemon=True)
         thread.start()
     ensure_ray()  # Ray must be initialised from the main thread
     if thread:
         thread.join()
+    if threading.current_thread() is threading.main_thread():
+        cancellation.install()  # after ray.init, which puts a SIGTERM handler of its own (sys.exit) in place
     return path
+
+
+# The temporary API's uvicorn, run in a session of its own (a SIGTERM or Ctrl-C to medflow's process
+# group must not take down the API that the run reports its cancellation to), stopped when its parent
+# is gone however that parent ended (medflow stops it at exit; this covers SIGKILL).
+_FATE_SHARED = """
+import os, runpy, signal, sys, threading, time
+parent = int(sys.argv[1])
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv = ["uvicorn", *sys.argv[2:]]
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
+
+
+def _temporary_server():
+    """Prefect's temporary server (the embedded mode's API), with its process started as above.
+    Prefect's own clients find it: the server object is one per port, shared with the base class."""
+    import prefect.server.api.server as server_module
+
+    class SessionServer(server_module.SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen:
+            command: dict = {}  # Prefect's own command line and environment, recorded, then run our way
+            real, server_module.subprocess = server_module.subprocess, types.SimpleNamespace(
+                Popen=lambda args, env=None, **_: command.update(args=args, env=env))
+            try:
+                super()._run_uvicorn_command()
+            finally:
+                server_module.subprocess = real
+            python, _, _, *uvicorn_args = command["args"]  # [python, "-m", "uvicorn", ...]
+            return subprocess.Popen([python, "-c", _FATE_SHARED, str(os.getpid()), *uvicorn_args], env=command["env"],
+                                    start_new_session=True)
+
+    return SessionServer()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, runtime, task
 from pydantic import BaseModel, Field
 
+from flows.cancellation import STOPPABLE
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
 from tasks.model import runs
@@ -44,7 +45,7 @@ def publish_model(params: TrainParams, info: RunInfo, trained: list[MemberRecord
     runs.publish_model(info, params.config, trained)
 
 
-@flow(name="train", log_prints=False)
+@flow(name="train", log_prints=False, **STOPPABLE)
 def train_flow(params: TrainParams) -> TrainSummary:
     """Pin the dataset version, train the members (concurrently where Ray has room), publish the model."""
     info = prepare_run(params)

@@ -92,19 +92,33 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     import importlib
+    import signal
 
-    from flows import startup
+    from flows import cancellation, startup
 
     startup.environment_defaults()
     args = build_parser().parse_args(argv)
+    from prefect.exceptions import TerminationSignal
+
     from medflow.errors import CONFIGURATION_ERRORS
 
     module, function = COMMANDS[args.command]
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    cancellation.install()
     try:
         return getattr(importlib.import_module(module), function)(args)
     except CONFIGURATION_ERRORS as exc:
         print(f"medflow: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, TerminationSignal) as exc:  # SIGINT, SIGTERM
+        signum = getattr(exc, "signum", None) or getattr(exc, "signal", None) or signal.SIGINT
+        cancellation.stop_ray()
+        print(f"medflow: stopped by {signal.Signals(signum).name}; Ray work cancelled, nothing half-written published. "
+              "Rerun the same command to resume.", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def one_line(exc: Exception) -> str:

@@ -131,3 +131,17 @@ def run_together(fn, times: int = 2) -> list:
     for t in threads:
         t.join()
     return outcomes
+
+
+def flow_runs(flow_name: str) -> list:
+    """Every run of the flow named ``flow_name``, read through the session's real Prefect API."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), limit=200)
+
+    return asyncio.run(read())

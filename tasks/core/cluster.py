@@ -15,6 +15,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 CONNECT_ATTEMPTS = 3
+WAIT_SLICE = 1.0  # seconds: how long the driver waits on Ray before its signal handlers may run
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -52,6 +53,35 @@ def ensure_ray() -> None:
         ray.init(num_cpus=os.cpu_count(), **kwargs)
 
 
+def _wait(refs: list[ray.ObjectRef], num_returns: int) -> tuple[list, list]:
+    """One slice of ``ray.wait``. A signal handler that raises while Ray's C++ core waits (Prefect's
+    SIGTERM bridge, KeyboardInterrupt) comes out as a SystemError caused by that exception: it is
+    raised as itself, so that the run stops as a cancelled run, not as a failed task."""
+    try:
+        return ray.wait(refs, num_returns=num_returns, timeout=WAIT_SLICE)
+    except SystemError as exc:
+        if isinstance(exc.__cause__, BaseException) and not isinstance(exc.__cause__, Exception):
+            raise exc.__cause__ from None
+        raise
+
+
+def wait_any(refs: list[ray.ObjectRef]) -> ray.ObjectRef:
+    """The first of ``refs`` to finish, waiting in slices of ``WAIT_SLICE`` seconds so that the
+    driver's signal handlers run meanwhile."""
+    while True:
+        done, _ = _wait(refs, 1)
+        if done:
+            return done[0]
+
+
+def get_all(refs: list[ray.ObjectRef]) -> list:
+    """``ray.get(refs)``, waiting the same interruptible way."""
+    pending = list(refs)
+    while pending:
+        _, pending = _wait(pending, len(pending))
+    return ray.get(list(refs))
+
+
 def batch_size_for(n_items: int, workers: int, largest: int = 256, smallest: int = 8) -> int:
     """Enough batches to keep every worker busy, few enough to keep per-task overhead small."""
     return max(smallest, min(largest, -(-n_items // (4 * max(workers, 1)))))
@@ -72,8 +102,7 @@ def bounded(batches: Iterator[T], submit: Callable[[T], tuple], in_flight: int) 
             pending[refs[0]] = (batch, refs)
         if not pending:
             break
-        done, _ = ray.wait(list(pending), num_returns=1)
-        yield pending.pop(done[0])
+        yield pending.pop(wait_any(list(pending)))
 
 
 def isolate_crashes(batch: list[T], refs: tuple, fetch: Callable[[tuple], list[R]],

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sklearn.metrics import roc_curve
 
 from tasks.core import metrics, storage
+from tasks.core.cluster import get_all
 from tasks.data.samples import Streamed
 from tasks.evaluate import report
 from tasks.model import ensemble
@@ -70,7 +71,7 @@ def score_all(jobs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarr
     (inline when Ray is not running) -> ``{model: {split: score}}``."""
     if ray.is_initialized():
         refs = {key: _score_on_ray.remote(*args) for key, args in jobs.items()}
-        done = dict(zip(refs, ray.get(list(refs.values())), strict=True))
+        done = dict(zip(refs, get_all(list(refs.values())), strict=True))
     else:
         done = {key: score(*args) for key, args in jobs.items()}
     results: dict[str, dict] = {}

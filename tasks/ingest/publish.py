@@ -9,6 +9,7 @@ import pyarrow as pa
 import ray
 
 from tasks.core import storage
+from tasks.core.cluster import get_all
 from tasks.core.refusals import RefusedPath
 from tasks.data import dataset
 from tasks.data.schema import Geometry
@@ -35,7 +36,7 @@ def write_parts(uri: str, decoded: Decoded, keep: dict[int, str]) -> list[dict]:
         if wanted:
             rows, splits = [r for r, _ in wanted], [s for _, s in wanted]
             pending.append(_write_part_task.remote(uri, table_ref, rows, splits))
-    return ray.get(pending)
+    return get_all(pending)
 
 
 def publish_version(uri: str, decoded: Decoded, outcome: Outcome, summary: dict, base_version: int | None,

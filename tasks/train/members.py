@@ -19,7 +19,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer, prepare_model
 
 from tasks.core import storage
-from tasks.core.cluster import cluster_address, ensure_ray
+from tasks.core.cluster import cluster_address, ensure_ray, wait_any
 from tasks.data.samples import Streamed
 from tasks.model import store as model_store
 from tasks.model.config import EnsembleConfig, MemberPlan, TrainConfig
@@ -234,9 +234,9 @@ def train_members(dataset_uri: str, version: int | None, run_uri: str, config: E
             continue
         pending[_train_and_export.remote(dataset_uri, version, run_uri, plan, config, classes)] = plan.name
     while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        name = pending.pop(done[0])
-        records[name] = ray.get(done[0])
+        done = wait_any(list(pending))
+        name = pending.pop(done)
+        records[name] = ray.get(done)
         if on_done is not None:
             on_done(records[name])
     return [records[plan.name] for plan in config.plans()]

@@ -1,0 +1,115 @@
+"""A real signal to a real run, the way a Prefect process worker or Kubernetes stops one (SIGTERM to the
+process group) or a user does (Ctrl-C: SIGINT): the command stops within 10 s, its flow run ends
+Cancelled, Ray's work is cancelled and the local Ray shut down, nothing half-written is published,
+and the same command run again resumes from the last checkpoint."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from tests.corpora import ingested_corpus
+
+BIN = os.path.dirname(sys.executable)
+EPOCHS = 5
+STOP_WITHIN = 10.0
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, ray_local):
+    root = tmp_path_factory.mktemp("cancel")
+    _, uri = ingested_corpus(root, n_patients=30, images_per_patient=4, fractions=(0.7, 0.15, 0.15))
+    (root / "run.yaml").write_text(f"members: 1\narchitectures: [seed_cnn]\n"
+                                   f"train: {{epochs: {EPOCHS}, early_stopping_patience: {EPOCHS}}}\n")
+    return root, uri
+
+
+def processes_under(folder: str) -> list[str]:
+    return subprocess.run(["pgrep", "-f", folder], capture_output=True, text=True).stdout.split()
+
+
+def servers_with_home(home: str) -> list[str]:
+    """Prefect API servers running with ``PREFECT_HOME=home``."""
+    found = []
+    for pid in subprocess.run(["pgrep", "-f", "prefect.server.api.server:create_app"], capture_output=True, text=True).stdout.split():
+        try:
+            if f"PREFECT_HOME={home}".encode() in open(f"/proc/{pid}/environ", "rb").read():
+                found.append(pid)
+        except OSError:  # it exited meanwhile
+            continue
+    return found
+
+
+def train_command(root, uri: str, run: str) -> list[str]:
+    return [os.path.join(BIN, "medflow"), "train", "--dataset", uri, "--run", run, "--config", str(root / "run.yaml")]
+
+
+def start_and_signal(command: list[str], env: dict, run: str, signum: int, cwd) -> tuple[float, int, str]:
+    """Start ``command`` in a process group of its own, signal the group once the first checkpoint is
+    written, and return (seconds until it exited, its exit code, its stderr)."""
+    err = open(os.path.join(cwd, "stderr.txt"), "w+")
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    deadline = time.time() + 300
+    while not glob.glob(f"{run}/checkpoints/member-0/checkpoint_*/state.pt"):
+        assert proc.poll() is None and time.time() < deadline, open(err.name).read()[-3000:]
+        time.sleep(0.1)
+    signalled = time.time()
+    os.killpg(proc.pid, signum)
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    err.seek(0)
+    return time.time() - signalled, code, err.read()
+
+
+def assert_resumable(root, uri: str, run: str, env: dict) -> None:
+    assert not os.path.exists(f"{run}/model/model.json") and not glob.glob(f"{run}/model/members/*.json")
+    rerun = subprocess.run(train_command(root, uri, run), env=env, cwd=str(root), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    record = json.load(open(f"{run}/model/members/member-0.json"))
+    assert record["resumed_from"] >= 0 and record["epochs_run"] == EPOCHS  # continued, not restarted
+
+
+def test_sigterm_to_the_process_group_cancels_the_run(dataset, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    from tests.conftest import flow_runs
+
+    root, uri = dataset
+    ray_dir = tempfile.mkdtemp(prefix="mf-cancel-", dir="/tmp")  # the command's own local Ray, found by this path
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "RAY_TMPDIR": ray_dir}
+    run = str(tmp_path / "run")
+    took, code, stderr = start_and_signal(train_command(root, uri, run), env, run, signal.SIGTERM, str(tmp_path))
+    assert took < STOP_WITHIN and code == 128 + signal.SIGTERM, (took, code, stderr[-3000:])
+    assert "stopped by SIGTERM" in stderr.splitlines()[-1]
+    time.sleep(2)  # the local Ray's processes die with their driver
+    assert not processes_under(ray_dir)
+    [train_run] = [r for r in flow_runs("train") if r.parameters["params"]["run"] == run]
+    assert train_run.state.is_cancelled(), train_run.state
+    assert_resumable(root, uri, run, env)
+
+
+def test_ctrl_c_in_the_embedded_mode_stops_everything_it_started(dataset, tmp_path):
+    root, uri = dataset
+    ray_dir = tempfile.mkdtemp(prefix="mf-cancel-", dir="/tmp")
+    home = str(tmp_path / "prefect-home")  # the temporary Prefect server's own home, found by this path
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(RAY_TMPDIR=ray_dir, PREFECT_HOME=home)
+    run = str(tmp_path / "run")
+    took, code, stderr = start_and_signal(train_command(root, uri, run), env, run, signal.SIGINT, str(tmp_path))
+    assert took < STOP_WITHIN and code == 128 + signal.SIGINT, (took, code, stderr[-3000:])
+    assert "stopped by SIGINT" in stderr.splitlines()[-1]
+    time.sleep(2)
+    assert not processes_under(ray_dir)
+    assert not servers_with_home(home)  # the temporary API is stopped too
+    assert_resumable(root, uri, run, env)
