@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field, model_validator
 
+from flows import startup
 from flows.cancellation import STOPPABLE
 from flows.evaluate import EvaluateParams, evaluate_flow
 from flows.ingest import IngestParams, ingest_flow
@@ -104,6 +105,7 @@ def retrain_flow(params: PipelineParams) -> PipelineResult:
     really better than the champion. A version and config already evaluated are not retrained."""
     from prefect import runtime
 
+    startup.environment_defaults()  # a deployment's worker starts here, not in the CLI
     logger = get_run_logger()
     ingest = ingest_stage(params)
     version = ingest.version
