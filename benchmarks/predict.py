@@ -66,9 +66,9 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, run in (("one process", predict_source), ("Ray tasks", predict)):
             t0 = time.perf_counter()
-            _, counts = run(model, source)
+            predictions = run(model, source)
             seconds[name].append(time.perf_counter() - t0)
-    files = sum(counts["predicted"].values()) + sum(counts["refused"].values())
+    files = sum(predictions.predicted.values()) + sum(predictions.refused.values())
     for name, runs in seconds.items():
         print(f"{name:12s} {files} files: " + ", ".join(f"{s:.2f}" for s in runs)
               + f" s; median {statistics.median(runs):.2f} s ({files / statistics.median(runs):.0f} files/s)")

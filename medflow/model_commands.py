@@ -13,7 +13,7 @@ from flows.pipeline import PipelineParams, PipelineResult, retrain_flow
 from flows.predict import PredictParams, predict_flow
 from flows.train import TrainParams, train_flow
 from medflow.commands import preflight
-from medflow.summaries import print_decision, print_evaluation, print_ingest, print_training
+from medflow.summaries import print_decision, print_evaluation, print_ingest, print_predictions, print_training
 from medflow.synthetic import write_corpus
 from tasks.core import storage
 from tasks.data import dataset
@@ -51,9 +51,7 @@ def predict(args: argparse.Namespace) -> int:
         raise ValueError(f"source not found: {params.source}")
     resolve_model(params.model)  # a missing model is a one-line error before any flow starts
     startup.start_services()
-    counts = predict_flow(params)
-    print(f"predictions written to {params.out}: {sum(counts['predicted'].values())} predicted {counts['predicted']}, "
-          f"{sum(counts['refused'].values())} refused {counts['refused']}")
+    print_predictions(predict_flow(params))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flows.predict import PredictionSummary
 from tasks.core import storage
 from tasks.evaluate import report
 from tasks.evaluate.evaluation import EvaluationResult
@@ -49,3 +50,8 @@ def print_evaluation(result: EvaluationResult) -> None:
 def print_decision(decision: PromotionDecision) -> None:
     print(f"  promotion ({decision.task}): {'promoted' if decision.promoted else 'not promoted'} — {decision.reason}")
     print(f"  champion: {decision.champion_after}")
+
+
+def print_predictions(summary: PredictionSummary) -> None:
+    print(f"predictions written to {summary.out}: {sum(summary.predicted.values())} predicted {summary.predicted}, "
+          f"{sum(summary.refused.values())} refused {summary.refused}")

@@ -114,12 +114,14 @@ def file_size(uri: str) -> int | None:
     return int(fs.size(path)) if fs.isfile(path) else None
 
 
-def split_name(uri: str) -> tuple[str, str]:
-    """(parent, name) of a path or ``s3://`` URI."""
-    if not is_remote(uri):
-        return os.path.split(local_path(uri))
-    parent, _, name = uri.rstrip("/").rpartition("/")
-    return parent, name
+def parent(uri: str) -> str:
+    """The folder holding a path or ``s3://`` URI."""
+    return os.path.dirname(local_path(uri)) if not is_remote(uri) else uri.rstrip("/").rpartition("/")[0]
+
+
+def name(uri: str) -> str:
+    """The last part of a path or ``s3://`` URI."""
+    return os.path.basename(local_path(uri)) if not is_remote(uri) else uri.rstrip("/").rpartition("/")[2]
 
 
 def write_bytes_atomic(uri: str, data: bytes) -> None:

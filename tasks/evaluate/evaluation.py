@@ -93,8 +93,9 @@ def evaluate(run: TrainedRun) -> Evaluation:
         raise ValueError(f"dataset {info.dataset} v{info.version} has no test rows to report on")
     member_probs = {s: model.member_probs(split.batches()) for s, split in splits.items()}  # pixels streamed
     val = splits["val"]
-    spec, candidates, ensemble_val = ensemble.fit(member_probs["val"], val.labels, val.patients, positive,
-                                                  tuple(evaluation.combiners), evaluation.temperature_scaling, evaluation.seed)
+    fitted = ensemble.fit(member_probs["val"], val.labels, val.patients, positive, tuple(evaluation.combiners),
+                          evaluation.temperature_scaling, evaluation.seed)
+    spec, candidates, ensemble_val = fitted.spec, fitted.candidate_auc, fitted.val_probs
     model.card.ensemble = spec
     model_store.save_card(model_uri, model.card)  # predict now uses the fitted ensemble
     probs = {(ENSEMBLE, "val"): ensemble_val, (ENSEMBLE, "test"): ensemble.combine(member_probs["test"], spec)}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -47,6 +48,14 @@ class TrainConfig(BaseModel):
     shuffle_buffer: int = Field(2048, ge=1, description="images held for shuffling when streaming from the dataset")
 
 
+def known_names(names: list[str], known: Iterable[str], message: Callable[[list[str]], str]) -> list[str]:
+    """``names`` when it is a non-empty list of known names; else a ValueError saying ``message(unknown)``."""
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        raise ValueError(message(unknown))
+    return names
+
+
 class EvaluationConfig(BaseModel):
     """How members are combined and judged; every choice is fitted on validation, reported on test."""
 
@@ -60,10 +69,7 @@ class EvaluationConfig(BaseModel):
     @field_validator("combiners")
     @classmethod
     def known_combiners(cls, names: list[str]) -> list[str]:
-        unknown = sorted(set(names) - set(COMBINERS))
-        if unknown or not names:
-            raise ValueError(f"combiners must be a non-empty subset of {list(COMBINERS)}, got {names}")
-        return names
+        return known_names(names, COMBINERS, lambda _: f"combiners must be a non-empty subset of {list(COMBINERS)}, got {names}")
 
 
 class MemberPlan(BaseModel):
@@ -90,10 +96,7 @@ class EnsembleConfig(BaseModel):
     @field_validator("architectures")
     @classmethod
     def known_architectures(cls, names: list[str]) -> list[str]:
-        unknown = sorted(set(names) - set(ARCHITECTURES))
-        if unknown or not names:
-            raise ValueError(f"unknown architecture(s) {unknown}; choose from {sorted(ARCHITECTURES)}")
-        return names
+        return known_names(names, ARCHITECTURES, lambda unknown: f"unknown architecture(s) {unknown}; choose from {sorted(ARCHITECTURES)}")
 
     def plans(self) -> list[MemberPlan]:
         return [MemberPlan(name=f"member-{i}", architecture=self.architectures[i % len(self.architectures)],

@@ -8,6 +8,8 @@ result is an ``EnsembleSpec``: plain numbers, stored as JSON beside the weights.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from pydantic import BaseModel, Field
 from scipy.optimize import minimize_scalar
@@ -109,15 +111,20 @@ def fit_stacking(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarra
     return oof, learner.coef_.tolist(), learner.intercept_.tolist()
 
 
-def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positive: int,
-        combiners: tuple[str, ...] = COMBINERS, temperature_scaling: bool = True,
-        seed: int = 0) -> tuple[EnsembleSpec, dict[str, float], np.ndarray]:
-    """Choose the combiner with the best validation AUC (stacking judged on its out-of-fold
-    predictions), then fit temperature and operating point on validation.
+@dataclass
+class FittedEnsemble:
+    """The chosen spec, each candidate combiner's validation AUC, and the validation probabilities to
+    report (out-of-fold for stacking, so validation metrics are not fitted on themselves)."""
 
-    Returns the spec, each candidate combiner's validation AUC, and the validation probabilities to
-    report (out-of-fold for stacking, so validation metrics are not fitted on themselves).
-    """
+    spec: EnsembleSpec
+    candidate_auc: dict[str, float]
+    val_probs: np.ndarray
+
+
+def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positive: int,
+        combiners: tuple[str, ...] = COMBINERS, temperature_scaling: bool = True, seed: int = 0) -> FittedEnsemble:
+    """Choose the combiner with the best validation AUC (stacking judged on its out-of-fold
+    predictions), then fit temperature and operating point on validation."""
     candidates: dict[str, tuple[EnsembleSpec, np.ndarray]] = {}
     for name in combiners:
         if name == "stacking":
@@ -139,4 +146,4 @@ def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positi
         spec.temperature = fit_temperature(val_probs, labels)
         val_probs = apply_temperature(val_probs, spec.temperature)
     spec.threshold = metrics.operating_point(val_probs, labels, positive)
-    return spec, scores, val_probs
+    return FittedEnsemble(spec, scores, val_probs)

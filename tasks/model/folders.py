@@ -26,19 +26,23 @@ def member_record_file(name: str) -> str:
     return f"members/{name}.json"
 
 
+class _Path:
+    """A fixed path below a folder type; read on an instance, it is that path's URI."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, folder, owner=None):
+        return self if folder is None else storage.join(folder.uri, *self.parts)
+
+
 @dataclass(frozen=True)
 class ModelFolder:
     """Everything ``predict`` needs; ``model.json`` is written last and marks the folder complete."""
 
     uri: str
-
-    @property
-    def card(self) -> str:
-        return storage.join(self.uri, "model.json")
-
-    @property
-    def lineage(self) -> str:
-        return storage.join(self.uri, "lineage.json")
+    card = _Path("model.json")
+    lineage = _Path("lineage.json")
 
     def weights(self, name: str) -> str:
         return storage.join(self.uri, member_file(name))
@@ -59,48 +63,21 @@ class RunFolder:
     """A training run: tied to one dataset version and one config (see ``tasks.model.runs``)."""
 
     uri: str
+    config = _Path("config.json")
+    lineage = _Path("lineage.json")
+    claim = _Path("claimed-by.txt")  # the id of the pipeline run that claimed the folder (created exclusively)
+    metrics = _Path("metrics.json")  # written by evaluation, last: the run is evaluated once it exists
+    promotion = _Path("promotion.json")
+    checkpoints = _Path("checkpoints")  # Ray Train's storage path: one folder per member
+    report = _Path("report")
+    report_page = _Path("report", "index.html")
 
     @property
     def name(self) -> str:
         return self.uri.rstrip("/").rsplit("/", 1)[-1]
 
-    @property
-    def config(self) -> str:
-        return storage.join(self.uri, "config.json")
-
-    @property
-    def lineage(self) -> str:
-        return storage.join(self.uri, "lineage.json")
-
-    @property
-    def claim(self) -> str:
-        """Holds the id of the pipeline run that claimed this folder (created exclusively)."""
-        return storage.join(self.uri, "claimed-by.txt")
-
-    @property
-    def metrics(self) -> str:
-        """Written by evaluation: its presence means the run is evaluated."""
-        return storage.join(self.uri, "metrics.json")
-
-    @property
-    def promotion(self) -> str:
-        return storage.join(self.uri, "promotion.json")
-
-    @property
-    def checkpoints(self) -> str:
-        """Ray Train's storage path: one folder per member."""
-        return storage.join(self.uri, "checkpoints")
-
     def checkpoint(self, member: str) -> str:
         return storage.join(self.checkpoints, member)
-
-    @property
-    def report(self) -> str:
-        return storage.join(self.uri, "report")
-
-    @property
-    def report_page(self) -> str:
-        return storage.join(self.report, "index.html")
 
     def report_file(self, name: str) -> str:
         return storage.join(self.report, name)

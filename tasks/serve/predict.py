@@ -12,6 +12,7 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import ray
@@ -45,14 +46,29 @@ def refused_row(rel: str, classes: list[str], reason: str) -> Row:
     return [rel, "", *[""] * len(classes), reason]
 
 
-def list_inputs(source: str) -> tuple[str, list[tuple[str, int]]]:
-    """The folder the CSV's paths are relative to, and its files as (relative path, size) in path
-    order (the CSV's row order): every file below ``source``, or ``source`` alone when it is a file."""
+@dataclass(frozen=True)
+class Inputs:
+    """The folder the CSV's paths are relative to, and its files as (relative path, size) in path order."""
+
+    root: str
+    files: list[tuple[str, int]]
+
+
+@dataclass
+class Predictions:
+    """The predictions CSV and its counts: predicted per class, refused per reason."""
+
+    csv: str
+    predicted: dict[str, int]
+    refused: dict[str, int]
+
+
+def list_inputs(source: str) -> Inputs:
+    """Every file below ``source``, or ``source`` alone when it is a file (the CSV's rows, in order)."""
     size = storage.file_size(source)
     if size is not None:
-        parent, name = storage.split_name(source)
-        return parent, [(name, size)]
-    return source, [(rel, size) for rel, size, _ in sorted(storage.list_files(source))]
+        return Inputs(storage.parent(source), [(storage.name(source), size)])
+    return Inputs(source, [(rel, size) for rel, size, _ in sorted(storage.list_files(source))])
 
 
 def _batches(source: str, files: list[tuple[str, int]], image_size: int,
@@ -93,21 +109,21 @@ def predict_files(model: EnsembleModel, source: str, files: list[tuple[str, int]
     return rows
 
 
-def to_csv(classes: list[str], rows: list[Row]) -> tuple[str, dict]:
-    """The predictions CSV and its counts (predicted per class, refused per reason)."""
+def to_csv(classes: list[str], rows: list[Row]) -> Predictions:
+    """The predictions CSV and its counts."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["path", "predicted", *[f"p_{c}" for c in classes], "reason"])
     writer.writerows(rows)
-    counts = {"predicted": Counter(r[1] for r in rows if not r[-1]), "refused": Counter(r[-1] for r in rows if r[-1])}
-    return buffer.getvalue(), {k: dict(sorted(v.items())) for k, v in counts.items()}
+    predicted, refused = Counter(r[1] for r in rows if not r[-1]), Counter(r[-1] for r in rows if r[-1])
+    return Predictions(buffer.getvalue(), dict(sorted(predicted.items())), dict(sorted(refused.items())))
 
 
 def predict_source(model: EnsembleModel, source: str, limits: Limits = Limits(),
-                   progress: Callable[[int], None] | None = None) -> tuple[str, dict]:
+                   progress: Callable[[int], None] | None = None) -> Predictions:
     """CSV text with one row per file below ``source`` (or for ``source``, a file), and counts; in this process."""
-    root, files = list_inputs(source)
-    return to_csv(model.card.classes, predict_files(model, root, files, limits, progress))
+    inputs = list_inputs(source)
+    return to_csv(model.card.classes, predict_files(model, inputs.root, inputs.files, limits, progress))
 
 
 @ray.remote(num_cpus=1, max_retries=2)
@@ -117,13 +133,14 @@ def _predict_task(model: EnsembleModel, source: str, files: list[tuple[str, int]
 
 
 def predict(model: EnsembleModel, source: str, limits: Limits = Limits(),
-            progress: Callable[[int], None] | None = None, chunk: int | None = None) -> tuple[str, dict]:
+            progress: Callable[[int], None] | None = None, chunk: int | None = None) -> Predictions:
     """Like ``predict_source``, with the files split into chunks (``chunk`` files each; default
     about four a CPU) decoded and predicted by Ray tasks on the local Ray or ``RAY_ADDRESS``'s
     cluster; rows in path order. A file whose decoder kills its worker process gets a
     ``decode_failed`` row; the other files of its chunk are predicted."""
     ensure_ray()
-    source, files = list_inputs(source)
+    inputs = list_inputs(source)
+    source, files = inputs.root, inputs.files
     cpus = cluster_cpus()
     chunk = chunk or batch_size_for(len(files), cpus, largest=MAX_CHUNK, smallest=BATCH)
     model_ref = ray.put(model)

@@ -94,13 +94,13 @@ def _untrained_model() -> EnsembleModel:
 def test_prediction_writes_a_row_for_the_file_that_kills_its_worker(crashing_workers, corpus):
     root, _ = corpus
     model = _untrained_model()
-    text, counts = predict(model, root)
-    rows = {r["path"]: r for r in csv.DictReader(io.StringIO(text))}
+    predictions = predict(model, root)
+    rows = {r["path"]: r for r in csv.DictReader(io.StringIO(predictions.csv))}
     crashed = rows.pop(f"hostile/{MARKER}.dcm")
     assert crashed["predicted"] == "" and crashed["p_normal"] == "" and crashed["reason"] == "decode_failed"
-    assert counts["refused"] == {"decode_failed": 1, "not_dicom": 1}  # the crash and labels.csv
+    assert predictions.refused == {"decode_failed": 1, "not_dicom": 1}  # the crash and labels.csv
     # every other file as predicted in one process (where reading the marked file does not crash)
-    expected = {r["path"]: r for r in csv.DictReader(io.StringIO(predict_source(model, root)[0]))}
+    expected = {r["path"]: r for r in csv.DictReader(io.StringIO(predict_source(model, root).csv))}
     assert expected.pop(f"hostile/{MARKER}.dcm")["reason"] == ""
     assert list(rows) == list(expected)
     for path, row in rows.items():

@@ -77,7 +77,8 @@ def test_cross_fitted_stacking_predicts_each_patient_with_a_model_that_never_saw
 
 def test_fit_picks_a_combiner_on_validation_and_downweights_the_noise_member():
     members, labels, groups = _task()
-    spec, scores, val_probs = ensemble.fit(members, labels, groups, positive=1)
+    fitted = ensemble.fit(members, labels, groups, positive=1)
+    spec, scores, val_probs = fitted.spec, fitted.candidate_auc, fitted.val_probs
     assert set(scores) == set(ensemble.COMBINERS)
     assert scores[spec.combiner] == max(scores.values())
     assert val_probs.shape == (len(labels), 2)

@@ -129,12 +129,12 @@ def test_predict_decodes_like_ingestion_and_never_crashes_on_bad_files(evaluated
     root, train, _ = evaluated
     write(str(root / "src"), "junk/notes.txt", b"not a dicom file")
     out = root / "pred.csv"
-    counts = predict_flow(PredictParams(model=train.run, source=str(root / "src"), out=str(out)))
+    summary = predict_flow(PredictParams(model=train.run, source=str(root / "src"), out=str(out)))
     rows = _rows(out.read_text())
     labels = {r["path"]: r["label"] for r in read_csv(str(root / "src" / "labels.csv"))}
     assert list(next(iter(rows.values()))) == ["path", "predicted", "p_abnormal", "p_normal", "reason"]
     assert rows["junk/notes.txt"]["predicted"] == "" and rows["junk/notes.txt"]["reason"] == "not_dicom"
-    assert counts["refused"]["not_dicom"] == 2  # the junk file and labels.csv
+    assert summary.refused["not_dicom"] == 2 and summary.out == str(out)  # the junk file and labels.csv
     predicted = [r for p, r in rows.items() if p in labels]
     assert len(predicted) == len(labels) and all(r["reason"] == "" for r in predicted)
     assert all(abs(float(r["p_abnormal"]) + float(r["p_normal"]) - 1) < 1e-5 for r in predicted)
@@ -162,9 +162,10 @@ def test_predict_on_ray_matches_prediction_in_one_process(evaluated):
     """Files split over several Ray tasks come back as the same rows, in the same order."""
     root, train, _ = evaluated
     model, source = EnsembleModel.load(train.run), str(root / "src")
-    (spread, spread_counts), (local, local_counts) = predict(model, source, chunk=7), predict_source(model, source)
-    assert spread_counts == local_counts and sum(local_counts["predicted"].values()) > 7 * 3  # several chunks
-    rows, expected = list(csv.reader(io.StringIO(spread))), list(csv.reader(io.StringIO(local)))
+    spread, local = predict(model, source, chunk=7), predict_source(model, source)
+    assert (spread.predicted, spread.refused) == (local.predicted, local.refused)
+    assert sum(local.predicted.values()) > 7 * 3  # several chunks
+    rows, expected = list(csv.reader(io.StringIO(spread.csv))), list(csv.reader(io.StringIO(local.csv)))
     assert [r[:2] + r[-1:] for r in rows] == [r[:2] + r[-1:] for r in expected]  # path, predicted, reason
     for row, want in zip(rows[1:], expected[1:], strict=True):
         assert [float(v or 0) for v in row[2:-1]] == pytest.approx([float(v or 0) for v in want[2:-1]], abs=1e-5)
@@ -174,13 +175,13 @@ def test_a_single_file_as_source_is_predicted(evaluated, s3_endpoint):
     """SOURCE may be one file (its row's path is the file name), locally and on S3."""
     root, train, _ = evaluated
     model, source = EnsembleModel.load(train.run), root / "src"
-    folder = _rows(predict_source(model, str(source))[0])
+    folder = _rows(predict_source(model, str(source)).csv)
     rel = next(p for p, r in folder.items() if not r["reason"])
     name = rel.rsplit("/", 1)[-1]
-    local, counts = predict_source(model, str(source / rel))
-    assert _rows(local) == {name: {**folder[rel], "path": name}} and sum(counts["predicted"].values()) == 1
+    local = predict_source(model, str(source / rel))
+    assert _rows(local.csv) == {name: {**folder[rel], "path": name}} and sum(local.predicted.values()) == 1
     fs = storage.filesystem("s3://")
     if not fs.exists("medflow-single"):
         fs.mkdir("medflow-single")
     fs.put(str(source / rel), f"medflow-single/in/{name}")
-    assert predict(model, f"s3://medflow-single/in/{name}")[0] == local
+    assert predict(model, f"s3://medflow-single/in/{name}").csv == local.csv
