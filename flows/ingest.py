@@ -106,8 +106,8 @@ def decide_outcomes(params: IngestParams, work: Plan, decoded: Decoded, index) -
 @task(**IO_RETRIES, **QUIET)
 def publish(params: IngestParams, decoded: Decoded, outcome: Outcome, summary: IngestSummary,
             base_version: int | None, choice: GeometryChoice) -> int | None:
-    return publish_version(params.dataset, decoded, outcome, summary.model_dump(exclude={"audit"}), base_version,
-                           choice.geometry)
+    counts = summary.model_dump(exclude={"audit", "version", "published"})  # stored in the commit's metadata
+    return publish_version(params.dataset, decoded, outcome, counts, base_version, choice.geometry)
 
 
 @task(**IO_RETRIES, **QUIET)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flows.predict import PredictionSummary
+from typing import TYPE_CHECKING
+
 from tasks.core import storage
-from tasks.evaluate import report
-from tasks.evaluate.evaluation import EvaluationResult
-from tasks.ingest.summary import IngestSummary
-from tasks.serve.promotion import PromotionDecision
-from tasks.train.members import TrainSummary
+
+if TYPE_CHECKING:  # types only: the data commands must not import torch, MONAI or matplotlib
+    from flows.predict import PredictionSummary
+    from tasks.evaluate.evaluation import EvaluationResult
+    from tasks.ingest.summary import IngestSummary
+    from tasks.serve.promotion import PromotionDecision
+    from tasks.train.members import TrainSummary
 
 
 def print_ingest(summary: IngestSummary, dataset_uri: str, rejects_uri: str) -> None:
@@ -35,6 +38,8 @@ def print_training(summary: TrainSummary) -> None:
 
 
 def print_evaluation(result: EvaluationResult) -> None:
+    from tasks.evaluate import report
+
     ens = result.ensemble
     print(f"ensemble: {ens.combiner}, temperature {ens.temperature:.2f}, operating point {ens.threshold:.3f} (fitted on validation)")
     for split in ("test", "val"):

@@ -78,3 +78,15 @@ def test_no_import_cycles_between_modules():
     for node in sorted(graph):
         if node not in state:
             visit(node, [])
+
+
+def test_the_data_commands_do_not_import_the_model_stack():
+    """`medflow ingest` and `medflow dataset` start without torch, MONAI, scikit-learn or matplotlib
+    (seconds of imports on every run: they were pulled in once through the CLI's printing module)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, medflow.cli, medflow.errors, medflow.commands, medflow.summaries; "
+            "print(sorted(m for m in ('torch', 'monai', 'sklearn', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == "[]"
