@@ -3,7 +3,7 @@ LUT or first window, MONOCHROME1 inverted), letterboxed to the dataset's geometr
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -172,7 +172,8 @@ def letterbox(image: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-class DecodedImage(NamedTuple):
+@dataclass(frozen=True)
+class DecodedImage:
     dataset: Dataset
     pixels: np.ndarray  # image_size x image_size uint8 display image
     header: ImageHeader

@@ -72,7 +72,8 @@ class KnownDigests:
 
 def image_row(data: bytes, sha: str, label: str, key: bytes, image_size: int, limits: Limits) -> dict:
     """Decode one file into a dataset row (allowlisted fields only)."""
-    ds, pixels, header = decode(data, image_size, limits)
+    decoded = decode(data, image_size, limits)
+    ds, pixels, header = decoded.dataset, decoded.pixels, decoded.header
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     patient_id = str(ds.get("PatientID", "") or "")
     image_key = deid.pseudonym(key, "image", sop_uid or f"sha:{sha}")

@@ -29,7 +29,7 @@ def window_reference(stored: np.ndarray, slope: float, intercept: float, center:
 
 def roundtrip(encoding: str, image: np.ndarray = RAMP, size: int = 32) -> np.ndarray:
     ds = synthetic.encode_image(image, encoding, PHI)
-    return decode(synthetic.to_bytes(ds, raw=encoding == "raw"), size)[1]
+    return decode(synthetic.to_bytes(ds, raw=encoding == "raw"), size).pixels
 
 
 class TestDecodeEncodings:
@@ -54,8 +54,8 @@ class TestDecodeEncodings:
     @pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
                                       "MR_small_implicit.dcm", "MR_small_bigendian.dcm"])
     def test_third_party_encodings_match_the_uncompressed_original(self, name):
-        reference = decode(open(get_testdata_file("MR_small.dcm"), "rb").read(), 64)[1]
-        np.testing.assert_array_equal(decode(open(get_testdata_file(name), "rb").read(), 64)[1], reference)
+        reference = decode(open(get_testdata_file("MR_small.dcm"), "rb").read(), 64).pixels
+        np.testing.assert_array_equal(decode(open(get_testdata_file(name), "rb").read(), 64).pixels, reference)
 
     def test_jpeg_extended_12bit_decodes(self):
         out = decode(open(get_testdata_file("JPGExtended.dcm"), "rb").read(), 64).pixels
