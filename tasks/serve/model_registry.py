@@ -19,7 +19,6 @@ from pydantic import BaseModel
 
 from tasks.core import metrics, storage
 from tasks.data.samples import Samples
-from tasks.model.folders import RunFolder
 from tasks.model.store import EnsembleModel
 
 REGISTRY_ENV = "MEDFLOW_REGISTRY"
@@ -89,13 +88,28 @@ def resolve_model(uri: str, registry: str | None = None) -> str:
     return current.model
 
 
+class Evidence(BaseModel):
+    """Why a challenger is promoted or not; the gate's numbers when the gate ran."""
+
+    promote: bool
+    reason: str
+    challenger_auc: float | None = None
+    champion_auc: float | None = None
+    delta_auc: float | None = None
+    delta_ci95: list[float] | None = None
+    margin: float | None = None
+    resamples: int | None = None
+    images: int | None = None
+    patients: int | None = None
+
+
 def paired_auc_gate(challenger: EnsembleModel, incumbent: EnsembleModel, val: Samples, margin: float,
-                    resamples: int = 1000, seed: int = 0) -> dict:
+                    resamples: int = 1000, seed: int = 0) -> Evidence:
     """Evidence for promotion: both models' AUC on the same images (``val``, with patient keys) and
     the paired bootstrap 95% CI of the difference; ``promote`` is whether the CI's lower bound is
     above ``margin``."""
     if challenger.card.classes != incumbent.card.classes:
-        return {"promote": False, "reason": f"classes differ: {challenger.card.classes} vs {incumbent.card.classes}"}
+        return Evidence(promote=False, reason=f"classes differ: {challenger.card.classes} vs {incumbent.card.classes}")
     positive, labels, patients = challenger.card.ensemble.positive, val.labels, val.patients
     new, old = challenger.predict_proba(val.batches()), incumbent.predict_proba(val.batches())
 
@@ -108,14 +122,8 @@ def paired_auc_gate(challenger: EnsembleModel, incumbent: EnsembleModel, val: Sa
             continue
         deltas.append(auc(new, w) - auc(old, w))
     low, high = (float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))) if deltas else (float("nan"),) * 2
-    return {
-        "challenger_auc": auc(new), "champion_auc": auc(old), "delta_auc": auc(new) - auc(old),
-        "delta_ci95": [low, high], "margin": margin, "resamples": len(deltas), "images": len(labels),
-        "patients": len(set(patients)), "promote": bool(low > margin),
-        "reason": f"lower 95% bound of the AUC gain {low:.4f} {'>' if low > margin else '<='} margin {margin}",
-    }
-
-
-def write_decision(run_uri: str, decision: dict) -> None:
-    """The decision and its evidence, stored beside the model."""
-    storage.write_json(RunFolder(run_uri).promotion, decision)
+    return Evidence(
+        challenger_auc=auc(new), champion_auc=auc(old), delta_auc=auc(new) - auc(old), delta_ci95=[low, high],
+        margin=margin, resamples=len(deltas), images=len(labels), patients=len(set(patients)), promote=bool(low > margin),
+        reason=f"lower 95% bound of the AUC gain {low:.4f} {'>' if low > margin else '<='} margin {margin}",
+    )

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from tasks.core import provenance
+from tasks.core import provenance, storage
 from tasks.data.samples import Streamed
 from tasks.model import runs
+from tasks.model.folders import RunFolder
 from tasks.model.store import EnsembleModel
 from tasks.serve import model_registry as registry
-from tasks.serve.model_registry import Pointer, RegistryError
+from tasks.serve.model_registry import Evidence, Pointer, RegistryError
 
 
-class PromotionDecision(BaseModel):
+class PromotionDecision(Evidence):
     """A promotion decision and its evidence: stored beside the model, in the pointer, in the Prefect UI."""
 
     task: str
@@ -21,17 +22,7 @@ class PromotionDecision(BaseModel):
     dataset_version: int
     champion_before: str | None = None
     champion_after: str | None = None
-    promote: bool = Field(False, description="what the gate (or --force) decided")
     promoted: bool = Field(False, description="whether the challenger is the champion because of this decision")
-    reason: str = ""
-    challenger_auc: float | None = None
-    champion_auc: float | None = None
-    delta_auc: float | None = None
-    delta_ci95: list[float] | None = None
-    margin: float | None = None
-    resamples: int | None = None
-    images: int | None = None
-    patients: int | None = None
 
     def markdown(self) -> str:
         lines = [f"# Promotion: task `{self.task}`", "",
@@ -56,15 +47,15 @@ def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0,
     def decide(current: Pointer | None) -> Pointer | None:
         decision["champion_before"] = current.model if current else None
         if current is not None and current.model == model_uri:
-            evidence = {"promote": False, "reason": "this model is already the champion"}
+            evidence = Evidence(promote=False, reason="this model is already the champion")
         elif force:
-            evidence = {"promote": True, "reason": "manual promotion (no gate)"}
+            evidence = Evidence(promote=True, reason="manual promotion (no gate)")
         elif current is None:
-            evidence = {"promote": True, "reason": "no champion yet"}
+            evidence = Evidence(promote=True, reason="no champion yet")
         else:
             evidence = registry.paired_auc_gate(challenger, EnsembleModel.load(current.model), val, margin, resamples)
-        decision.update(evidence)
-        if not evidence["promote"]:
+        decision.update(evidence.model_dump(exclude_none=True))
+        if not evidence.promote:
             return None
         return Pointer(seq=0, task=task, model=model_uri, action="manual" if force else "promote",
                        decided_at=provenance.utc_now(), replaces=current.seq if current else None, evidence=dict(decision))
@@ -73,7 +64,7 @@ def promote_run(registry_uri: str, task: str, run_uri: str, margin: float = 0.0,
     decision["champion_after"] = after.model if after else None
     decision["promoted"] = bool(after and after.model == model_uri and decision["promote"])
     result = PromotionDecision.model_validate(decision)
-    registry.write_decision(run_uri, result.model_dump(mode="json"))
+    storage.write_json(RunFolder(run_uri).promotion, result.model_dump(mode="json"))  # beside the model
     return result
 
 

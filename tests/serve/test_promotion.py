@@ -42,16 +42,16 @@ def model(useful: bool) -> EnsembleModel:
 
 def test_gate_promotes_a_clearly_better_model_and_not_an_equal_one():
     better = registry.paired_auc_gate(model(True), model(False), VAL, margin=0.0, resamples=300)
-    assert better["promote"] and better["delta_ci95"][0] > 0 and better["challenger_auc"] > 0.9
+    assert better.promote and better.delta_ci95[0] > 0 and better.challenger_auc > 0.9
     same = registry.paired_auc_gate(model(True), model(True), VAL, margin=0.0, resamples=300)
-    assert not same["promote"] and same["delta_auc"] == 0
+    assert not same.promote and same.delta_auc == 0
     worse = registry.paired_auc_gate(model(False), model(True), VAL, margin=0.0, resamples=300)
-    assert not worse["promote"] and worse["delta_ci95"][1] < 0
+    assert not worse.promote and worse.delta_ci95[1] < 0
 
 
 def test_gate_margin_is_applied():
     strict = registry.paired_auc_gate(model(True), model(False), VAL, margin=0.9, resamples=300)
-    assert not strict["promote"] and "margin 0.9" in strict["reason"]
+    assert not strict.promote and "margin 0.9" in strict.reason
 
 
 def _pointer(model_uri: str, current: Pointer | None) -> Pointer:
