@@ -51,8 +51,16 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
     return total / max(seen, 1)
 
 
+@dataclass
+class Scored:
+    """Class probabilities (rows x classes) and the true class of each row."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+
+
 @torch.no_grad()
-def predict_proba(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def predict_proba(model: nn.Module, loader: DataLoader, device: torch.device) -> Scored:
     """Class probabilities and true labels for every item of ``loader``, in order."""
     model.eval()
     probs, labels = [], []
@@ -61,7 +69,7 @@ def predict_proba(model: nn.Module, loader: DataLoader, device: torch.device) ->
             logits = model(_to_device(x, device))
         probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         labels.append(y.numpy())
-    return np.concatenate(probs), np.concatenate(labels)
+    return Scored(np.concatenate(probs), np.concatenate(labels))
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -95,8 +103,9 @@ class Distributed:
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return model
 
-    def gather(self, probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return probs, labels
+    def gather(self, scored: Scored) -> Scored:
+        """Every rank's rows (each rank scored its own share of validation)."""
+        return scored
 
     def mean(self, value: float) -> float:
         return value
@@ -163,7 +172,8 @@ def fit(
     for epoch in range(start, config.epochs):
         epoch_started = time.time()
         loss = dist.mean(train_epoch(model, loader(train, epoch, True), optimizer, loss_fn, device, scheduler, scaler))
-        val_probs, val_true = dist.gather(*predict_proba(model, loader(val, epoch, False), device))  # DDP: every rank's rows
+        gathered = dist.gather(predict_proba(model, loader(val, epoch, False), device))  # DDP: every rank's rows
+        val_probs, val_true = gathered.probs, gathered.labels
         val_auc, val_loss = auc(val_probs, val_true, positive=1), log_loss(val_probs, val_true)
         improved = _score(val_auc, val_loss) > _score(result.best_auc, result.best_loss)
         if improved:

@@ -25,7 +25,7 @@ from tasks.model import store as model_store
 from tasks.model.config import EnsembleConfig, MemberPlan, TrainConfig
 from tasks.model.folders import RunFolder
 from tasks.model.store import MemberRecord
-from tasks.train.loop import Distributed, fit
+from tasks.train.loop import Distributed, Scored, fit
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -40,11 +40,11 @@ class RayDistributed(Distributed):
     def wrap_model(self, model):
         return prepare_model(model) if self.world > 1 else model
 
-    def gather(self, probs, labels):
+    def gather(self, scored: Scored) -> Scored:
         if self.world == 1:
-            return probs, labels
-        parts = self.all_objects((probs, labels))
-        return np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts])
+            return scored
+        parts = self.all_objects(scored)
+        return Scored(np.concatenate([p.probs for p in parts]), np.concatenate([p.labels for p in parts]))
 
     def all_objects(self, value) -> list:
         """``value`` from every worker, in rank order."""
