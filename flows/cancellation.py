@@ -3,7 +3,7 @@ to the process group, SIGKILL after a grace period): the flow run ends Cancelled
 cancelled and the local Ray shut down, and nothing half-written is published (every object is
 written atomically, the model card and member records last), so a rerun resumes from the last
 checkpoint. While a flow runs, Prefect's engine turns SIGTERM into its ``TerminationSignal``; the
-driver's waits on Ray wake up every second (``tasks.core.cluster.wait_any``) so that it is raised."""
+driver's waits on Ray (``tasks.core.cluster.wait_any``, ``get_all``) let it through as itself."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def mark_cancelled(flow, flow_run, state) -> None:
                                                                "rerun to resume from the last checkpoint"), force=True)
 
 
+STOPPABLE = {"on_crashed": [mark_cancelled]}  # for @flow: a run stopped by a signal ends Cancelled
+
+
 def stop_ray() -> None:
     """Cancel this driver's Ray work: shutting down ends its job (its tasks and actors are killed)
     and, on the embedded default, stops the local Ray."""
@@ -51,4 +54,3 @@ def stop_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
-STOPPABLE = {"on_crashed": [mark_cancelled]}  # for @flow: a run stopped by a signal ends Cancelled

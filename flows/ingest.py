@@ -106,7 +106,7 @@ def decide_outcomes(params: IngestParams, work: Plan, decoded: Decoded, index) -
 @task(**IO_RETRIES, **QUIET)
 def publish(params: IngestParams, decoded: Decoded, outcome: Outcome, summary: IngestSummary,
             base_version: int | None, choice: GeometryChoice) -> int | None:
-    counts = summary.model_dump(exclude={"audit", "version", "published"})  # stored in the commit's metadata
+    counts = summary.model_dump(exclude={"audit", "version"})  # stored in the commit's metadata
     return publish_version(params.dataset, decoded, outcome, counts, base_version, choice.geometry)
 
 
@@ -132,7 +132,6 @@ def ingest_flow(params: IngestParams) -> IngestSummary:
     version = publish(params, quote(decoded), quote(outcome), summary, dataset.index_version(index), choice)
     save_rejects(params, quote(work), quote(outcome))
     save_fingerprints(params, quote(work), quote(decoded), quote(cache))
-    summary.published = version is not None
     summary.version = version if version is not None else dataset.latest_version(params.dataset)
     summary.audit = audit_task(params.dataset)
     logger.info("ingest summary: %s", summary.model_dump(exclude={"audit"}))

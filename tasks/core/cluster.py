@@ -1,8 +1,6 @@
-"""Fan ingestion out over Ray: batches of files per task, a bounded number in flight.
-
-Pixels stay in Ray's object store (spilled to disk when large) until the version is published;
-the driver only holds small per-row facts, so its memory does not grow with the corpus.
-"""
+"""The Ray connection (the local Ray, or ``RAY_ADDRESS``'s cluster with ``tasks`` shipped to it) and
+the fan-out pieces that ingestion and prediction share: batch sizing, a bounded number of tasks in
+flight, waits that let the driver's signal handlers through, and isolation of crashing inputs."""
 
 from __future__ import annotations
 

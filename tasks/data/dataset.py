@@ -76,7 +76,11 @@ class GeometryMismatchError(ValueError):
 def geometry(uri: str, version: int | None = None) -> Geometry:
     """The dataset's image contract, from the table's schema. A dataset made before the contract was
     recorded gets it from its first row (ingest then kept one size per dataset, by convention)."""
-    table = open_table(uri, version)
+    return table_geometry(open_table(uri, version), uri)
+
+
+def table_geometry(table: DeltaTable, uri: str) -> Geometry:
+    """``geometry`` of a table already open (``uri`` names it in errors)."""
     recorded = geometry_of(table.schema().to_arrow())
     if recorded is not None:
         return recorded
@@ -94,9 +98,10 @@ def existing_geometry(uri: str) -> Geometry | None:
         return None
 
 
-def check_geometry(uri: str, requested: Geometry) -> None:
-    """Refuse, before anything is decoded, an ingest whose images would not match the dataset's."""
-    existing = existing_geometry(uri)
+def check_geometry(uri: str, requested: Geometry, existing: Geometry | None = None) -> None:
+    """Refuse, before anything is decoded, an ingest whose images would not match the dataset's
+    (``existing``: the dataset's geometry when the caller has read it already)."""
+    existing = existing or existing_geometry(uri)
     if existing is not None and existing != requested:
         raise GeometryMismatchError(
             f"dataset {uri} stores {existing.image_size}x{existing.image_size} images; --image-size {requested.image_size} "
@@ -153,7 +158,7 @@ def commit_parts(uri: str, parts: list[dict], summary: dict, base_version: int |
             raise
         return 0
     table = open_table(uri, base_version)
-    check_geometry(uri, geometry)
+    check_geometry(uri, geometry, table_geometry(table, uri))
     try:
         table.create_write_transaction(actions, mode="append", schema=table.schema(),
                                        commit_properties=properties)

@@ -146,7 +146,8 @@ class Streamed(Samples):
         self.fragments: list[tuple[str, int]] = []  # (data file URI, row group)
         fragment_of, offset_of, labels, patient_keys = [], [], [], []
         columns = ["split", "label"] + (["patient_key"] if patients else [])
-        for file_uri in dataset.open_table(uri, version).file_uris():
+        table = dataset.open_table(uri, version)
+        for file_uri in table.file_uris():
             with _open(file_uri) as f:
                 parquet = pq.ParquetFile(f)
                 meta, small = parquet.metadata, parquet.read(columns=columns)
@@ -163,7 +164,7 @@ class Streamed(Samples):
                         patient_keys += pc.take(part.column("patient_key"), pa.array(wanted)).to_pylist()
                     self.fragments.append((file_uri, group))
                 start += n
-        self.image_size = dataset.geometry(uri, version).image_size  # the dataset's contract, checked at ingest
+        self.image_size = dataset.table_geometry(table, uri).image_size  # the dataset's contract, checked at ingest
         self.fragment_of = np.concatenate(fragment_of) if fragment_of else np.zeros(0, np.int32)
         self.offset_of = np.concatenate(offset_of) if offset_of else np.zeros(0, np.int32)
         self.labels = np.array(labels, dtype=np.int64)
@@ -243,8 +244,9 @@ def load_split(uri: str, split: str, classes: list[str], version: int | None = N
     """One split of a dataset version, rows in table order."""
     from tasks.data import dataset
 
-    size = dataset.geometry(uri, version).image_size
-    table = dataset.read_version(uri, version, columns=["pixels", "label", "split", "patient_key"])
+    opened = dataset.open_table(uri, version)
+    size = dataset.table_geometry(opened, uri).image_size
+    table = opened.to_pyarrow_dataset().to_table(columns=["pixels", "label", "split", "patient_key"])
     table = table.filter(pc.equal(table.column("split"), split))
     if not table.num_rows:
         return Split(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype=object))

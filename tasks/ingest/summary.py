@@ -24,7 +24,6 @@ class IngestSummary(BaseModel):
     """One ingest's outcome: every input is added, unchanged or refused (by reason)."""
 
     version: int | None = Field(None, description="the dataset version after this ingest (None: still empty)")
-    published: bool = Field(False, description="whether this ingest committed a new version")
     image_size: int = Field(0, description="the dataset's images are image_size x image_size")
     image_size_note: str = Field("", description="how the image size was chosen, when the data chose it")
     inputs: int = 0
