@@ -30,14 +30,14 @@ def prepare_run(params: TrainParams) -> RunInfo:
 
 
 @task(**QUIET)
-def train_on_ray(params: TrainParams, info: RunInfo) -> list[MemberRecord]:
+def train_on_ray(params: TrainParams, info: RunInfo) -> TrainSummary:
     logger = get_run_logger()
 
     def done(record: MemberRecord) -> None:
-        logger.info("%s (%s) done: best validation AUC %.3f after %d epochs", record.name, record.architecture,
-                    record.best_val_auc, record.epochs_run)
+        logger.info("%s (%s) done: smoothed validation AUC %.3f, %d of %d steps (%s)", record.name, record.architecture,
+                    record.best_val_auc, record.steps_run, record.planned_steps, record.stopped)
 
-    return train_members(info.dataset, info.version, info.run, params.config, info.classes, on_done=done)
+    return train_members(info, params.config, on_done=done)
 
 
 @task(**IO_RETRIES, **QUIET)
@@ -47,9 +47,10 @@ def publish_model(params: TrainParams, info: RunInfo, trained: list[MemberRecord
 
 @flow(name="train", log_prints=False, **STOPPABLE)
 def train_flow(params: TrainParams) -> TrainSummary:
-    """Pin the dataset version, train the members (concurrently where Ray has room), publish the model."""
+    """Pin the dataset version, plan and train the members (concurrently where Ray has room), publish the model."""
     info = prepare_run(params)
-    get_run_logger().info("training %d member(s) on dataset v%d, classes %s", params.config.members, info.version, info.classes)
-    trained = train_on_ray(params, info)
-    publish_model(params, info, trained)
-    return TrainSummary(run=info.run, dataset_version=info.version, classes=info.classes, members=trained)
+    get_run_logger().info("training on dataset v%d, classes %s", info.version, info.classes)
+    summary = train_on_ray(params, info)
+    get_run_logger().info("plan: %s", summary.plan.summary())
+    publish_model(params, info, summary.members)
+    return summary

@@ -34,8 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", required=True, help="dataset URI (path or s3://)")
     train.add_argument("--run", required=True, help="run folder (path or s3://); rerun the same to resume")
     train.add_argument("--config", help="YAML run config (see README); flags below override it")
-    train.add_argument("--members", type=int, help="ensemble size")
-    train.add_argument("--epochs", type=int, help="epochs per member (early stopping may end sooner)")
+    train.add_argument("--members", type=int, help="ensemble size (default: as many as the budget allows)")
+    train.add_argument("--epochs", type=int, help="exactly N epochs per member, instead of the budget's sizing")
+    train.add_argument("--steps", type=int, help="N optimizer steps per member, instead of the budget's sizing")
+    train.add_argument("--budget-minutes", type=float, help="wall-clock budget of train + evaluate (default 30)")
     train.add_argument("--workers", type=int, help="Ray Train workers (DDP) per member")
     train.add_argument("--version", type=int, help="dataset version (default: latest)")
 

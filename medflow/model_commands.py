@@ -26,7 +26,8 @@ from tasks.train.members import check_room
 
 
 def train(args: argparse.Namespace) -> int:
-    config = load_config(args.config, {"members": args.members, "workers": args.workers, "train.epochs": args.epochs})
+    config = load_config(args.config, {"members": args.members, "workers": args.workers, "train.epochs": args.epochs,
+                                       "train.steps": args.steps, "train.budget_minutes": args.budget_minutes})
     params = TrainParams(dataset=args.dataset, run=args.run, version=args.version, config=config)
     if dataset.latest_version(params.dataset) is None:
         raise ValueError(f"no dataset at {params.dataset}; run `medflow ingest` first")

@@ -31,9 +31,16 @@ def print_ingest(summary: IngestSummary, dataset_uri: str, rejects_uri: str) -> 
 
 
 def print_training(summary: TrainSummary) -> None:
+    plan = summary.plan
     print(f"run {summary.run}: dataset v{summary.dataset_version}, classes {summary.classes}")
+    budget = f" of a {plan.budget_seconds / 60:.0f}-minute budget ({plan.train_seconds / 60:.1f} for training)" \
+        if plan.budget_seconds and plan.train_seconds else ""
+    print(f"  trained {len(summary.members)} members, {plan.slots} at a time, in {summary.seconds / 60:.1f} minutes{budget}; "
+          f"sized by {plan.sized_by}")
     for m in summary.members:
-        print(f"  {m.name} ({m.architecture}, seed {m.seed}): best validation AUC {m.best_val_auc:.3f}, {m.epochs_run} epochs")
+        boosted = f", boosting weight {m.boosting_weight:.2f}" if m.boosting_weight is not None else ""
+        print(f"  {m.name} ({m.architecture}, seed {m.seed}): smoothed validation AUC {m.best_val_auc:.3f}, "
+              f"{m.steps_run} of {m.planned_steps} steps ({m.epochs_run} epochs, {m.stopped}){boosted}")
     print(f"  model written to {storage.join(summary.run, 'model')}")
 
 

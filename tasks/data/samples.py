@@ -39,6 +39,18 @@ def bootstrap(n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).integers(0, n, n))
 
 
+def weighted_resample(weights: np.ndarray, seed: int) -> np.ndarray:
+    """n row indices drawn with replacement in proportion to ``weights`` (sorted, as ``bootstrap``)."""
+    p = np.asarray(weights, dtype=np.float64)
+    return np.sort(np.random.default_rng(seed).choice(len(p), len(p), p=p / p.sum()))
+
+
+def steps_per_epoch(rows: int, batch_size: int, world: int, loader_workers: int = 0) -> int:
+    """Training batches per epoch on every rank: each rank's equal share, split between loader processes."""
+    parts = np.array_split(np.arange(rows // world), max(loader_workers, 1))
+    return sum(math.ceil(len(p) / batch_size) for p in parts)
+
+
 @dataclass(frozen=True)
 class Share:
     """Which rows one loader process yields: its part of its rank's share of an epoch."""
@@ -75,8 +87,7 @@ class Samples:
 
     def steps(self, batch_size: int, world: int, loader_workers: int = 0) -> int:
         """Training batches per epoch on every rank."""
-        parts = np.array_split(np.arange(len(self) // world), max(loader_workers, 1))
-        return sum(math.ceil(len(p) / batch_size) for p in parts)
+        return steps_per_epoch(len(self), batch_size, world, loader_workers)
 
     def batches(self, batch_size: int = 256) -> Iterator[np.ndarray]:
         """Every row's image once, in table order, as uint8 batch_size x H x W arrays (no augmentation)."""
@@ -139,7 +150,8 @@ class Streamed(Samples):
     """
 
     def __init__(self, uri: str, split: str, classes: list[str], version: int | None = None,
-                 bagging_seed: int | None = None, shuffle_buffer: int = 2048, patients: bool = False) -> None:
+                 resample: Callable[[int], np.ndarray] | None = None, shuffle_buffer: int = 2048,
+                 patients: bool = False) -> None:
         from tasks.data import dataset  # here, not at the top: InMemory runs on a GPU box without deltalake
 
         index = {name: i for i, name in enumerate(classes)}
@@ -169,8 +181,8 @@ class Streamed(Samples):
         self.offset_of = np.concatenate(offset_of) if offset_of else np.zeros(0, np.int32)
         self.labels = np.array(labels, dtype=np.int64)
         self.patients = np.array(patient_keys, dtype=object) if patients else None
-        if bagging_seed is not None:
-            pick = bootstrap(len(self.labels), bagging_seed)
+        if resample is not None:  # bagging, boosting: row indices drawn from the split's n rows
+            pick = resample(len(self.labels))
             self.fragment_of, self.offset_of, self.labels = self.fragment_of[pick], self.offset_of[pick], self.labels[pick]
             self.patients = self.patients[pick] if patients else None
         self.shuffle_buffer = shuffle_buffer

@@ -93,8 +93,10 @@ def evaluate(run: TrainedRun) -> Evaluation:
         raise ValueError(f"dataset {info.dataset} v{info.version} has no test rows to report on")
     member_probs = {s: model.member_probs(split.batches()) for s, split in splits.items()}  # pixels streamed
     val = splits["val"]
+    boosting = [m.boosting_weight for m in model.card.members]
     fitted = ensemble.fit(member_probs["val"], val.labels, val.patients, positive, tuple(evaluation.combiners),
-                          evaluation.temperature_scaling, evaluation.seed)
+                          evaluation.temperature_scaling, evaluation.seed,
+                          boosting_weights=boosting if all(w is not None for w in boosting) else None)
     spec, candidates, ensemble_val = fitted.spec, fitted.candidate_auc, fitted.val_probs
     model.card.ensemble = spec
     model_store.save_card(model_uri, model.card)  # predict now uses the fitted ensemble

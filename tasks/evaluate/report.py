@@ -65,15 +65,17 @@ def reliability_plot(probs: np.ndarray, labels: np.ndarray, positive: int, title
 
 
 def curves_plot(records: list) -> bytes:
-    """Training loss and validation AUC per epoch, one line per member."""
+    """Training loss and validation AUC at each validation check, by optimizer step, one line per member."""
     fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for record in records:
-        epochs = [h["epoch"] + 1 for h in record.history]
+        steps = [h.get("steps", h["epoch"] + 1) for h in record.history]
         label = f"{record.name} ({record.architecture})"
-        loss_ax.plot(epochs, [h["train_loss"] for h in record.history], marker=".", label=label)
-        auc_ax.plot(epochs, [h["val_auc"] for h in record.history], marker=".", label=label)
-    loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    auc_ax.set(xlabel="epoch", ylabel="validation AUC", title="validation AUC (all workers)")
+        loss_ax.plot(steps, [h["train_loss"] for h in record.history], marker=".", label=label)
+        auc_ax.plot(steps, [h["val_auc"] for h in record.history], marker=".", label=label)
+    for ax in (loss_ax, auc_ax):
+        ax.set_xlabel("optimizer step")
+    loss_ax.set(ylabel="training loss", title="training loss")
+    auc_ax.set(ylabel="validation AUC", title="validation AUC (all workers)")
     auc_ax.legend(fontsize=8)
     return _png(fig)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from tasks.core import storage
 from tasks.model.architectures import ARCHITECTURES
@@ -31,15 +31,31 @@ class AugmentConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    """One ensemble member's training; the defaults train well on small radiographs."""
+    """One ensemble member's training; the defaults train well on small radiographs.
 
-    model: str = Field("resnet18", description="architecture name (tasks/model/architectures.py)")
-    epochs: int = Field(10, ge=1)
+    A default run is sized in optimizer steps (``min_steps``, ``min_epochs``) and capped by the
+    run's ``budget_minutes``; ``epochs`` or ``steps`` override that sizing exactly."""
+
+    model: str = Field("resnet18_small", description="architecture name (tasks/model/architectures.py)")
+    epochs: int | None = Field(None, ge=1, description="explicit override: exactly this many epochs, checked every epoch")
+    steps: int | None = Field(None, ge=1, description="explicit override: this many optimizer steps (whole epochs)")
+    min_steps: int = Field(3000, ge=1, description="a default run: at least this many optimizer steps")
+    min_epochs: int = Field(15, ge=1, description="a default run: at least this many epochs")
+    budget_minutes: float | None = Field(30, gt=0, description="wall-clock budget of the whole train + evaluate; "
+                                         "caps the default run's steps and members (None: no cap)")
+    checks: int = Field(30, ge=1, description="validation checks (each a checkpoint) over a run sized in steps")
+    early_stopping_patience: int | None = Field(None, ge=1, description="checks without a better smoothed validation "
+                                                "AUC before stopping (default: a quarter of the checks; with epochs: none)")
+    smoothing: int = Field(3, ge=1, description="validation AUC and loss are averaged over this many recent checks")
+    weight_averaging: Literal["none", "ema"] = Field("ema", description="judge and keep an exponential moving "
+                                                      "average of the weights")
+    ema_decay: float = Field(0.998, gt=0, lt=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(2e-3, gt=0, description="peak AdamW learning rate (one-cycle schedule)")
     weight_decay: float = Field(1e-4, ge=0)
-    early_stopping_patience: int = Field(5, ge=1, description="epochs without a better validation AUC")
     class_weighted_loss: bool = Field(True, description="weight the loss by inverse class frequency")
+    init_weights: str | None = Field(None, description="start from this local state dict (path or s3://); "
+                                     "tensors matching by name and shape are loaded")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int = 0
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
@@ -79,11 +95,17 @@ class MemberPlan(BaseModel):
 
 
 class EnsembleConfig(BaseModel):
-    """An ensemble: ``members`` networks, architectures taken in turn, each with its own seed."""
+    """An ensemble: members (sized to the budget unless ``members`` is given), architectures taken in
+    turn, each member with its own seed; independent, bagged, or boosted in sequence."""
 
-    members: int = Field(4, ge=1, description="ensemble size")
-    architectures: list[str] = Field(default_factory=lambda: ["resnet18"], description="taken in turn by the members")
+    members: int | None = Field(None, ge=1, description="ensemble size (default: as many as the budget allows, "
+                                "from min_members to max_members)")
+    min_members: int = Field(2, ge=1)
+    max_members: int = Field(8, ge=1)
+    architectures: list[str] = Field(default_factory=lambda: ["resnet18_small"], description="taken in turn by the members")
     bagging: bool = Field(False, description="each member trains on a bootstrap resample of the training split")
+    boosting: bool = Field(False, description="members train in sequence, each on the training split resampled "
+                           "towards what the ones before got wrong (SAMME); combined with the fitted weights")
     workers: int = Field(1, ge=1, description="Ray Train workers (DDP) per member")
     cpus_per_worker: int = Field(1, ge=1)
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
@@ -98,9 +120,19 @@ class EnsembleConfig(BaseModel):
     def known_architectures(cls, names: list[str]) -> list[str]:
         return known_names(names, ARCHITECTURES, lambda unknown: f"unknown architecture(s) {unknown}; choose from {sorted(ARCHITECTURES)}")
 
-    def plans(self) -> list[MemberPlan]:
+    @model_validator(mode="after")
+    def consistent(self) -> EnsembleConfig:
+        if self.bagging and self.boosting:
+            raise ValueError("bagging and boosting exclude each other: choose one")
+        if self.min_members > self.max_members:
+            raise ValueError(f"min_members ({self.min_members}) is above max_members ({self.max_members})")
+        return self
+
+    def plans(self, count: int | None = None) -> list[MemberPlan]:
+        """``count`` members (default ``members``, else ``max_members``)."""
+        count = count or self.members or self.max_members
         return [MemberPlan(name=f"member-{i}", architecture=self.architectures[i % len(self.architectures)],
-                           seed=self.seed + i) for i in range(self.members)]
+                           seed=self.seed + i) for i in range(count)]
 
     def member_config(self, plan: MemberPlan) -> TrainConfig:
         return self.train.model_copy(update={"model": plan.architecture, "seed": plan.seed})

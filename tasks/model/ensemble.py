@@ -1,7 +1,8 @@
 """Combining ensemble members' class probabilities, with every choice fitted on validation data.
 
-Combiners: ``mean`` probability, majority ``vote``, validation-``weighted`` mean, and ``stacking``
-(a logistic regression on the members' log-probabilities, cross-fitted by patient on validation);
+Combiners: ``mean`` probability, majority ``vote``, validation-``weighted`` mean, ``stacking``
+(a logistic regression on the members' log-probabilities, cross-fitted by patient on validation),
+and ``boosted`` (a boosted run's members weighted by the vote weights fitted in training);
 then optional temperature scaling and an operating point, both fitted on validation. The fitted
 result is an ``EnsembleSpec``: plain numbers, stored as JSON beside the weights.
 """
@@ -19,7 +20,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from tasks.core import metrics
 
-COMBINERS = ("mean", "weighted", "stacking", "vote")  # also the tie-break order: simplest first
+COMBINERS = ("mean", "weighted", "stacking", "vote", "boosted")  # also the tie-break order: simplest first
 EPS = 1e-7
 
 
@@ -27,7 +28,7 @@ class EnsembleSpec(BaseModel):
     """How member probabilities (members x images x classes) become the ensemble's probabilities."""
 
     combiner: str = Field("mean", description="one of " + ", ".join(COMBINERS))
-    weights: list[float] | None = Field(None, description="per-member weights (weighted)")
+    weights: list[float] | None = Field(None, description="per-member weights (weighted, boosted)")
     stack_coef: list[list[float]] | None = Field(None, description="logistic regression coefficients (stacking)")
     stack_intercept: list[float] | None = None
     temperature: float = Field(1.0, gt=0, description="divides the log-probabilities before the softmax")
@@ -52,7 +53,7 @@ def combine(member_probs: np.ndarray, spec: EnsembleSpec) -> np.ndarray:
     m, n, c = member_probs.shape
     if spec.combiner == "mean":
         probs = member_probs.mean(axis=0)
-    elif spec.combiner == "weighted":
+    elif spec.combiner in ("weighted", "boosted"):
         weights = np.asarray(spec.weights, dtype=np.float64)
         probs = np.tensordot(weights / weights.sum(), member_probs, axes=1)
     elif spec.combiner == "vote":
@@ -122,9 +123,11 @@ class FittedEnsemble:
 
 
 def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positive: int,
-        combiners: tuple[str, ...] = COMBINERS, temperature_scaling: bool = True, seed: int = 0) -> FittedEnsemble:
+        combiners: tuple[str, ...] = COMBINERS, temperature_scaling: bool = True, seed: int = 0,
+        boosting_weights: list[float] | None = None) -> FittedEnsemble:
     """Choose the combiner with the best validation AUC (stacking judged on its out-of-fold
-    predictions), then fit temperature and operating point on validation."""
+    predictions), then fit temperature and operating point on validation. ``boosted`` is a
+    candidate only for a boosted run (``boosting_weights``, one per member, not all zero)."""
     candidates: dict[str, tuple[EnsembleSpec, np.ndarray]] = {}
     for name in combiners:
         if name == "stacking":
@@ -134,7 +137,9 @@ def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positi
             oof, coef, intercept = stacked
             candidates[name] = (EnsembleSpec(combiner=name, stack_coef=coef, stack_intercept=intercept), oof)
             continue
-        spec = EnsembleSpec(combiner=name)
+        if name == "boosted" and (boosting_weights is None or sum(boosting_weights) <= 0):
+            continue
+        spec = EnsembleSpec(combiner=name, weights=list(boosting_weights) if name == "boosted" else None)
         if name == "weighted":
             spec.weights = validation_weights(member_probs, labels, positive)
         candidates[name] = (spec, combine(member_probs, spec))

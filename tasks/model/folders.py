@@ -2,8 +2,9 @@
 that spells a file name under them; every other module asks them for a path.
 
 ```
-RUN_URI/config.json  lineage.json  claimed-by.txt  metrics.json  promotion.json
+RUN_URI/config.json  lineage.json  plan.json  claimed-by.txt  metrics.json  promotion.json
         checkpoints/<member>/checkpoint_*/state.pt     (Ray Train storage)
+        boosting/<member>.json                          (boosting: vote weight, next member's row weights)
         report/index.html  report/<plot>.png
         model/model.json  model/lineage.json  model/members/<member>.pt  model/members/<member>.json
 ```
@@ -65,6 +66,7 @@ class RunFolder:
     uri: str
     config = _Path("config.json")
     lineage = _Path("lineage.json")
+    plan = _Path("plan.json")  # the ensemble plan: members, schedules, the speeds that sized them
     claim = _Path("claimed-by.txt")  # the id of the pipeline run that claimed the folder (created exclusively)
     metrics = _Path("metrics.json")  # written by evaluation, last: the run is evaluated once it exists
     promotion = _Path("promotion.json")
@@ -78,6 +80,9 @@ class RunFolder:
 
     def checkpoint(self, member: str) -> str:
         return storage.join(self.checkpoints, member)
+
+    def boosting(self, member: str) -> str:
+        return storage.join(self.uri, "boosting", f"{member}.json")
 
     def report_file(self, name: str) -> str:
         return storage.join(self.report, name)

@@ -3,7 +3,9 @@ config. Rerunning with the same run URI resumes it; a different version or confi
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from collections import Counter
+
+from pydantic import BaseModel, Field
 
 from tasks.core import provenance, storage
 from tasks.data import dataset
@@ -25,6 +27,7 @@ class RunInfo(BaseModel):
     version: int
     classes: list[str]
     image_size: int
+    split_sizes: dict[str, int] = Field(default_factory=dict, description="rows per split of the pinned version")
 
     @property
     def folder(self) -> RunFolder:
@@ -58,12 +61,13 @@ def prepare(run_uri: str, dataset_uri: str, version: int | None, config: Ensembl
     if missing:
         raise ValueError(f"dataset {dataset_uri} v{version} has no {sorted(missing)} split rows to train on")
     classes = sorted(set(table.column("label").to_pylist()))
+    split_sizes = dict(Counter(table.column("split").to_pylist()))
     if len(classes) < 2:
         raise ValueError(f"dataset {dataset_uri} v{version} has one class only ({classes}); need at least two")
     lineage = {
         "dataset": dataset_uri, "dataset_version": version, "classes": classes,
         "image_size": dataset.geometry(dataset_uri, version).image_size,  # the dataset's own contract
-        "config": config.model_dump(mode="json"), "seeds": {p.name: p.seed for p in config.plans()},
+        "split_sizes": split_sizes, "config": config.model_dump(mode="json"),
         "code_version": provenance.code_version(), "packages": provenance.package_versions(),
         "prefect_flow_run_id": flow_run_id, "started": provenance.utc_now(),
     }
@@ -74,7 +78,7 @@ def prepare(run_uri: str, dataset_uri: str, version: int | None, config: Ensembl
 
 def _info(run_uri: str, lineage: dict) -> RunInfo:
     return RunInfo(run=run_uri, dataset=lineage["dataset"], version=lineage["dataset_version"],
-                   classes=lineage["classes"], image_size=lineage["image_size"])
+                   classes=lineage["classes"], image_size=lineage["image_size"], split_sizes=lineage.get("split_sizes", {}))
 
 
 def load(run_uri: str) -> TrainedRun:
@@ -87,13 +91,17 @@ def load(run_uri: str) -> TrainedRun:
 
 
 def publish_model(info: RunInfo, config: EnsembleConfig, trained: list[MemberRecord]) -> ModelCard:
-    """Write ``model/model.json`` for the trained members (a plain mean ensemble until evaluated)."""
+    """Write ``model/model.json`` for the trained members (a plain mean ensemble until evaluated);
+    the model's lineage carries the run's plan (members, seeds, schedules)."""
     members = [record.member() for record in trained]
     card = ModelCard(classes=info.classes, members=members,
                      preprocessing=Preprocessing(image_size=info.image_size, tta_hflip=config.evaluation.tta_hflip))
     model = info.folder.model
     lineage = storage.read_json(info.folder.lineage)
     lineage["finished"] = provenance.utc_now()
+    if storage.exists(info.folder.plan):
+        lineage["plan"] = storage.read_json(info.folder.plan)
+    lineage["seeds"] = {record.name: record.seed for record in trained}
     storage.write_json(model.lineage, lineage)
     model_store.save_card(model.uri, card)  # last: the card makes the model folder complete
     return card

@@ -42,14 +42,19 @@ class Member(BaseModel):
     file: str = Field(description="state dict, relative to the model folder")
     best_val_auc: float | None = None
     epochs_run: int = 0
+    boosting_weight: float | None = None
 
 
 class MemberRecord(MemberPlan):
     """A trained member's record (``MODEL_URI/members/<name>.json``): written last, it marks the member done."""
 
-    best_val_auc: float
+    best_val_auc: float = Field(description="smoothed validation AUC of the check kept")
     epochs_run: int
-    history: list[dict] = Field(default_factory=list, description="per epoch: losses, validation AUC, timings")
+    steps_run: int = 0
+    planned_steps: int = 0
+    stopped: str = Field("completed", description="completed, early stopping, or deadline (the budget ran out)")
+    boosting_weight: float | None = Field(None, description="boosting: the member's fitted vote weight")
+    history: list[dict] = Field(default_factory=list, description="per validation check: losses, AUC, timings")
     resumed_from: int = Field(-1, description="the checkpoint epoch a resumed attempt started from (-1: none)")
     worker_nodes: list[str] = Field(default_factory=list, description="the Ray node of each DDP rank")
     started: float = 0.0
@@ -57,7 +62,7 @@ class MemberRecord(MemberPlan):
 
     def member(self) -> Member:
         return Member(name=self.name, architecture=self.architecture, seed=self.seed, file=member_file(self.name),
-                      best_val_auc=self.best_val_auc, epochs_run=self.epochs_run)
+                      best_val_auc=self.best_val_auc, epochs_run=self.epochs_run, boosting_weight=self.boosting_weight)
 
 
 class ModelCard(BaseModel):

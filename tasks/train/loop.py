@@ -1,8 +1,14 @@
-"""The per-worker training loop: plain ``train_epoch`` / ``evaluate`` functions and ``fit``, which
-runs with or without Ray (Ray Train only adds the distributed touch points, marked ``# DDP``)."""
+"""The per-worker training loop: plain ``train_epoch`` / ``predict_proba`` functions and ``fit``, which
+runs with or without Ray (Ray Train only adds the distributed touch points, marked ``# DDP``).
+
+A member trains for a ``RunLength`` (tasks/train/budget.py) under a one-cycle learning-rate schedule
+that spans exactly that run, is checked on validation every few epochs (optionally through an
+exponential moving average of its weights) and keeps the check with the best smoothed AUC."""
 
 from __future__ import annotations
 
+import copy
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +24,7 @@ from tasks.data.samples import Samples, Share
 from tasks.model.architectures import build_model
 from tasks.model.config import TrainConfig
 from tasks.train.augment import Augmenter
+from tasks.train.budget import PEAK_AT, RunLength, run_length
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -28,7 +35,8 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
 
 
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-                device: torch.device, scheduler=None, scaler: torch.amp.GradScaler | None = None) -> float:
+                device: torch.device, scheduler=None, scaler: torch.amp.GradScaler | None = None,
+                after_step: Callable[[], None] | None = None) -> float:
     """One pass over ``loader``; returns the mean training loss."""
     model.train()
     total, seen = 0.0, 0
@@ -46,6 +54,8 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if after_step is not None:
+            after_step()
         total += float(loss.detach()) * len(y)
         seen += len(y)
     return total / max(seen, 1)
@@ -111,13 +121,41 @@ class Distributed:
         return value
 
 
+class WeightAverage:
+    """An exponential moving average of a network's weights and float buffers, updated every step;
+    the decay ramps up over the first steps so that a short run is not dominated by its initial weights."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        current = unwrap(model).state_dict()
+        for name, value in self.model.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.lerp_(current[name], 1 - decay)
+            else:
+                value.copy_(current[name])
+
+
 @dataclass
 class FitResult:
-    history: list[dict] = field(default_factory=list)  # one dict per epoch run
-    best_auc: float = float("-inf")
-    best_loss: float = float("inf")  # validation loss of the best epoch: breaks ties in AUC
+    length: RunLength
+    history: list[dict] = field(default_factory=list)  # one dict per validation check
+    best_auc: float = float("-inf")  # smoothed validation AUC of the best check
+    best_loss: float = float("inf")  # its smoothed validation loss: breaks ties in AUC
     best_state: dict | None = None
     epochs_run: list[int] = field(default_factory=list)
+    stopped: str = "running"  # then "completed", "early stopping" or "deadline"
+
+
+def _smoothed(recent: list[tuple[float, float]], window: int) -> tuple[float, float]:
+    """Mean validation AUC and loss of the last ``window`` checks (noisy on small validation splits)."""
+    aucs, losses = zip(*recent[-window:], strict=True)
+    return float(np.mean(aucs)), float(np.mean(losses))
 
 
 def fit(
@@ -126,14 +164,18 @@ def fit(
     val: Samples,
     num_classes: int,
     device: torch.device | None = None,
-    on_epoch_end: Callable[[int, dict, dict], None] | None = None,
+    on_check: Callable[[int, dict, dict], None] | None = None,
     resume: dict | None = None,
     distributed: Distributed | None = None,
+    length: RunLength | None = None,
+    deadline: float | None = None,
 ) -> FitResult:
-    """Train one member with early stopping on validation AUC.
+    """Train one member for ``length`` (default: from the config and the split's size), choosing the
+    check with the best smoothed validation AUC; stop early after ``length.patience`` checks without
+    a better one, or at the first check after ``deadline`` (a ``time.time()``).
 
     Each rank reads its own share of ``train`` and ``val`` (``Samples`` shard by rank).
-    ``on_epoch_end(epoch, metrics, checkpoint)`` is where a driver saves the checkpoint (Ray Train:
+    ``on_check(epoch, metrics, checkpoint)`` is where a driver saves the checkpoint (Ray Train:
     ``ray.train.report``); ``resume`` is such a checkpoint, and training continues after its epoch.
     ``distributed`` holds the DDP touch points; without it this is plain single-process training.
     """
@@ -143,13 +185,17 @@ def fit(
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     model = build_model(config.model, num_classes, train.image_size)
+    if config.init_weights and not resume:
+        load_initial_weights(model, config.init_weights)
     if resume:
         model.load_state_dict(resume["model"])
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     model = dist.wrap_model(model)  # DDP
+    average = WeightAverage(model, config.ema_decay) if config.weight_averaging == "ema" else None
     workers = config.loader_workers if config.loader_workers is not None else (4 if device.type == "cuda" else 0)
+    length = length or run_length(config, train.steps(config.batch_size, dist.world, workers))
 
     def loader(samples: Samples, epoch: int, training: bool) -> DataLoader:  # DDP: each rank its own share
         return samples.loader(Share(epoch, dist.rank, dist.world, training), config.batch_size if training else 256,
@@ -158,38 +204,73 @@ def fit(
     weights = class_weights(train.labels, num_classes) if config.class_weighted_loss else None
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate,
-                                                    total_steps=config.epochs * max(train.steps(config.batch_size, dist.world, workers), 1))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=length.steps,
+                                                    pct_start=PEAK_AT)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-    result, start, stale = FitResult(), 0, 0
+    result, start, stale, recent = FitResult(length), 0, 0, []
     if resume:
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
+        if average is not None and resume.get("average") is not None:
+            average.model.load_state_dict(resume["average"])
+            average.updates = resume.get("average_updates", 0)
         start, stale = resume["epoch"] + 1, resume["stale"]
         result.best_auc, result.best_state = resume["best_auc"], resume["best_model"]
         result.best_loss = resume.get("best_loss", float("inf"))
         result.history = list(resume.get("history", []))
-    for epoch in range(start, config.epochs):
-        epoch_started = time.time()
-        loss = dist.mean(train_epoch(model, loader(train, epoch, True), optimizer, loss_fn, device, scheduler, scaler))
-        gathered = dist.gather(predict_proba(model, loader(val, epoch, False), device))  # DDP: every rank's rows
-        val_probs, val_true = gathered.probs, gathered.labels
-        val_auc, val_loss = auc(val_probs, val_true, positive=1), log_loss(val_probs, val_true)
-        improved = _score(val_auc, val_loss) > _score(result.best_auc, result.best_loss)
-        if improved:
-            result.best_auc, result.best_loss = val_auc, val_loss
-            result.best_state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
-        stale = 0 if improved else stale + 1
-        metrics = {"epoch": epoch, "train_loss": loss, "val_auc": val_auc, "val_loss": val_loss, "epoch_started": epoch_started}
-        result.history.append(metrics)
+        recent = [tuple(pair) for pair in resume.get("recent", [])]
+    after_step = (lambda: average.update(model)) if average is not None else None
+    losses, check_started = [], time.time()
+    for epoch in range(start, length.epochs):
+        losses.append(dist.mean(train_epoch(model, loader(train, epoch, True), optimizer, loss_fn, device, scheduler,
+                                            scaler, after_step)))
         result.epochs_run.append(epoch)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics, {
+        late = deadline is not None and dist.mean(float(time.time() > deadline)) > 0  # DDP: every rank agrees
+        if not (length.is_check(epoch) or late):
+            continue
+        judged = average.model if average is not None else model
+        gathered = dist.gather(predict_proba(judged, loader(val, epoch, False), device))  # DDP: every rank's rows
+        val_auc, val_loss = auc(gathered.probs, gathered.labels, positive=1), log_loss(gathered.probs, gathered.labels)
+        recent.append((val_auc, val_loss))
+        smooth_auc, smooth_loss = _smoothed(recent, config.smoothing)
+        improved = _score(smooth_auc, smooth_loss) > _score(result.best_auc, result.best_loss)
+        if improved:
+            result.best_auc, result.best_loss = smooth_auc, smooth_loss
+            result.best_state = {k: v.detach().cpu().clone() for k, v in unwrap(judged).state_dict().items()}
+        stale = 0 if improved else stale + 1
+        metrics = {"epoch": epoch, "steps": (epoch + 1) * length.steps_per_epoch, "train_loss": float(np.mean(losses)),
+                   "val_auc": val_auc, "val_loss": val_loss, "val_auc_smoothed": smooth_auc,
+                   "learning_rate": scheduler.get_last_lr()[0], "epoch_started": check_started,
+                   "seconds": time.time() - check_started}
+        losses, check_started = [], time.time()
+        result.history.append(metrics)
+        if late or (stale >= length.patience and epoch >= length.earliest_stop):
+            result.stopped = "deadline" if late else "early stopping"
+        elif epoch + 1 == length.epochs:
+            result.stopped = "completed"
+        if on_check is not None:
+            on_check(epoch, metrics, {
                 "epoch": epoch, "stale": stale, "best_auc": result.best_auc, "best_loss": result.best_loss,
-                "best_model": result.best_state,
+                "best_model": result.best_state, "recent": recent,
                 "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "history": result.history,
+                "average": average.model.state_dict() if average is not None else None,
+                "average_updates": average.updates if average is not None else 0, "stopped": result.stopped,
             })
-        if stale >= config.early_stopping_patience:
+        if result.stopped != "running":
             break
     return result
+
+
+def load_initial_weights(model: nn.Module, uri: str) -> None:
+    """Start from a local state dict (a user's own pretrained backbone; never a download). Tensors
+    whose name and shape match are loaded; a file that matches nothing is an error, not a silent no-op."""
+    from tasks.core import storage
+
+    state = torch.load(io.BytesIO(storage.read_bytes(storage.normalize(uri))), weights_only=True, map_location="cpu")
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f"init_weights {uri}: no tensor matches the {type(model).__name__} network by name and shape")
+    model.load_state_dict(usable, strict=False)

@@ -4,12 +4,13 @@ streamed reads of a real dataset give exactly the rows of its split, each row gr
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
 import numpy as np
 import pytest
 
 from tasks.data import samples as samples_module
-from tasks.data.samples import InMemory, Share, Streamed, load_split
+from tasks.data.samples import InMemory, Share, Streamed, bootstrap, load_split
 from tests.corpora import ingested_corpus
 
 CLASSES = ["abnormal", "normal"]
@@ -90,9 +91,9 @@ def test_streamed_ranks_read_equal_shares_each_row_group_once(ingested, monkeypa
 
 def test_bagging_is_a_seeded_bootstrap_of_the_split(ingested):
     plain = Streamed(ingested, "train", CLASSES)
-    bagged = Streamed(ingested, "train", CLASSES, bagging_seed=1)
+    bagged = Streamed(ingested, "train", CLASSES, resample=partial(bootstrap, seed=1))
     assert len(bagged) == len(plain)
-    assert np.array_equal(bagged.offset_of, Streamed(ingested, "train", CLASSES, bagging_seed=1).offset_of)
+    assert np.array_equal(bagged.offset_of, Streamed(ingested, "train", CLASSES, resample=partial(bootstrap, seed=1)).offset_of)
     rows = set(zip(bagged.fragment_of.tolist(), bagged.offset_of.tolist(), strict=True))
     assert len(rows) < len(plain)  # some rows drawn twice, others not at all
     assert samples_module.bootstrap(10, 1).tolist() != samples_module.bootstrap(10, 2).tolist()

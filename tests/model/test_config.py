@@ -11,7 +11,9 @@ from tasks.model.config import EnsembleConfig, load_config
 def test_defaults_without_a_file():
     config = load_config(None)
     assert config == EnsembleConfig()
-    assert [p.name for p in config.plans()] == ["member-0", "member-1", "member-2", "member-3"]
+    assert config.members is None  # sized to the budget, at most max_members
+    assert [p.name for p in config.plans()] == [f"member-{i}" for i in range(config.max_members)]
+    assert [p.name for p in config.plans(2)] == ["member-0", "member-1"]
 
 
 def test_yaml_then_flags_override_it(tmp_path):
@@ -31,6 +33,8 @@ def test_yaml_then_flags_override_it(tmp_path):
     ("evaluation: {combiners: [median]}", "combiners must be a non-empty subset"),
     ("train: {epochs: 0}", "greater than or equal to 1"),
     ("members: many", "valid integer"),
+    ("bagging: true\nboosting: true", "exclude each other"),
+    ("min_members: 5\nmax_members: 3", "above max_members"),
 ])
 def test_invalid_configs_name_the_field(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

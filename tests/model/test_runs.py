@@ -18,7 +18,8 @@ def test_prepare_pins_the_version_records_lineage_and_refuses_other_settings(tmp
     info = runs.prepare(run, uri, None, config, "flow-run-1")
     assert (info.version, info.classes, info.image_size) == (0, ["abnormal", "normal"], 32)
     lineage = storage.read_json(RunFolder(run).lineage)
-    assert lineage["prefect_flow_run_id"] == "flow-run-1" and lineage["seeds"] == {"member-0": 0, "member-1": 1}
+    assert lineage["prefect_flow_run_id"] == "flow-run-1"
+    assert info.split_sizes == lineage["split_sizes"] and sum(info.split_sizes.values()) == 12
     assert storage.read_json(RunFolder(run).config) == config.model_dump(mode="json")
     assert runs.prepare(run, uri, 0, config, "flow-run-2") == info  # the same settings resume
     with pytest.raises(runs.RunMismatchError, match="use a new --run"):

@@ -54,6 +54,8 @@ def test_train_writes_members_model_card_and_lineage(trained):
     lineage = json.loads((root / "run" / "model" / "lineage.json").read_text())
     assert lineage["dataset_version"] == 0 and lineage["config"] == CONFIG.model_dump(mode="json")
     assert lineage["seeds"] == {"member-0": 0, "member-1": 1}
+    assert lineage["plan"]["sized_by"] == "config" and [m["name"] for m in lineage["plan"]["members"]] == ["member-0", "member-1"]
+    assert summary.plan.lengths["member-0"].epochs == 3 and summary.seconds > 0
     assert lineage["code_version"] and lineage["packages"]["torch"] and lineage["prefect_flow_run_id"]
 
 
@@ -63,6 +65,7 @@ def test_members_trained_concurrently(trained):
     first, second = sorted(records, key=lambda r: r["started"])
     assert second["started"] < first["finished"]  # the second member started before the first one ended
     assert all(len(r["history"]) == r["epochs_run"] == CONFIG.train.epochs for r in records)
+    assert all(r["stopped"] == "completed" and r["steps_run"] == r["planned_steps"] > 0 for r in records)
 
 
 def test_rerun_with_the_same_run_skips_finished_members_and_refuses_another_config(trained):

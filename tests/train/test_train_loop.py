@@ -12,8 +12,9 @@ import torch
 
 from medflow import synthetic
 from tasks.data.samples import InMemory
+from tasks.model.architectures import build_model
 from tasks.model.config import AugmentConfig, TrainConfig
-from tasks.train.loop import class_weights, fit
+from tasks.train.loop import class_weights, fit, load_initial_weights
 
 SIZE = 32
 
@@ -51,7 +52,7 @@ def test_resume_continues_after_the_checkpointed_epoch(data):
 
     config = FAST.model_copy(update={"epochs": 4})
     with pytest.raises(KeyboardInterrupt):
-        fit(config, *data, num_classes=2, on_epoch_end=crash_after_epoch_1)
+        fit(config, *data, num_classes=2, on_check=crash_after_epoch_1)
     resumed = fit(config, *data, num_classes=2, resume=saved[1])
     assert resumed.epochs_run == [2, 3]
     assert resumed.best_auc >= saved[1]["best_auc"]
@@ -68,7 +69,7 @@ def test_validation_without_a_class_stops_on_loss(data):
     train, val = data
     labels = train.labels.copy()
     labels[np.arange(len(labels)) % 7 == 0] = 2
-    result = fit(FAST.model_copy(update={"epochs": 3}), InMemory(train.images_, labels), val, num_classes=3)
+    result = fit(FAST.model_copy(update={"epochs": 3, "smoothing": 1}), InMemory(train.images_, labels), val, num_classes=3)
     assert len(result.history) == 3 and all(np.isnan(h["val_auc"]) for h in result.history)
     assert result.best_state is not None
     assert result.best_loss == min(h["val_loss"] for h in result.history)
@@ -84,3 +85,47 @@ def test_the_gpu_throughput_benchmark_runs_without_ray_prefect_or_deltalake():
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "compute only" in done.stdout and "img/s" in done.stdout
+
+
+def test_a_run_sized_in_steps_checks_a_few_times_and_keeps_the_averaged_weights(data):
+    config = FAST.model_copy(update={"epochs": None, "steps": 60, "checks": 3})
+    result = fit(config, *data, num_classes=2)
+    assert result.length.sized_by == "steps" and result.length.steps >= 60
+    assert len(result.history) == result.length.checks == 3
+    assert [h["steps"] for h in result.history] == [result.length.steps_per_epoch * (h["epoch"] + 1) for h in result.history]
+    assert result.history[-1]["learning_rate"] < 0.01 * config.learning_rate  # the schedule ended with the run
+    plain = fit(config.model_copy(update={"weight_averaging": "none"}), *data, num_classes=2)
+    some = next(k for k, v in result.best_state.items() if v.dtype.is_floating_point)
+    assert not torch.equal(result.best_state[some], plain.best_state[some])  # the average, not the last weights
+
+
+def test_the_same_seed_gives_the_same_weights_and_another_seed_does_not(data):
+    config = FAST.model_copy(update={"epochs": 2})
+    first, second = fit(config, *data, num_classes=2), fit(config, *data, num_classes=2)
+    assert all(torch.equal(first.best_state[k], second.best_state[k]) for k in first.best_state)
+    other = fit(config.model_copy(update={"seed": 1}), *data, num_classes=2)
+    assert not all(torch.equal(first.best_state[k], other.best_state[k]) for k in first.best_state)
+
+
+def test_a_passed_deadline_stops_at_the_next_check(data):
+    import time
+
+    result = fit(FAST.model_copy(update={"epochs": 5}), *data, num_classes=2, deadline=time.time() - 1)
+    assert result.stopped == "deadline" and len(result.history) == 1 and result.best_state is not None
+
+
+def test_init_weights_start_a_member_from_a_local_state_dict(data, tmp_path):
+    trained = fit(FAST.model_copy(update={"epochs": 3}), *data, num_classes=2)
+    path = tmp_path / "backbone.pt"
+    torch.save({k: v for k, v in trained.best_state.items() if not k.startswith("head")}, path)  # no class head
+    model = build_model("seed_cnn", 2, SIZE)
+    load_initial_weights(model, str(path))
+    state = model.state_dict()
+    assert all(torch.equal(state[k], trained.best_state[k]) for k in state if not k.startswith("head"))
+    assert not torch.equal(state["head.1.weight"], trained.best_state["head.1.weight"])  # not in the file: as initialised
+    warm = fit(FAST.model_copy(update={"epochs": 1, "init_weights": str(path)}), *data, num_classes=2)
+    cold = fit(FAST.model_copy(update={"epochs": 1}), *data, num_classes=2)
+    assert warm.history[0]["train_loss"] < cold.history[0]["train_loss"]
+    torch.save({"unrelated.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="no tensor matches"):
+        fit(FAST.model_copy(update={"init_weights": str(tmp_path / "other.pt")}), *data, num_classes=2)

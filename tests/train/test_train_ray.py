@@ -1,5 +1,5 @@
 """Ray Train with real workers: 2 CPU workers (DDP over gloo) learn the synthetic task, checkpoint
-every epoch into the run's storage, and a worker killed mid-training resumes from a checkpoint."""
+every check into the run's storage, and a worker killed mid-training resumes from a checkpoint."""
 
 from __future__ import annotations
 
@@ -13,13 +13,21 @@ import time
 import pytest
 
 from tasks.core import storage
+from tasks.model import runs
 from tasks.model.config import AugmentConfig, EnsembleConfig, TrainConfig
-from tasks.train.members import ClusterTooSmallError, check_room, train_member, train_members
+from tasks.train.budget import run_length
+from tasks.train.members import ClusterTooSmallError, check_room, train_members
+from tasks.train.worker import TrainJob, train_member
 from tests.corpora import ingested_corpus
 
 CLASSES = ["abnormal", "normal"]
 CONFIG = TrainConfig(model="seed_cnn", epochs=4, batch_size=32, learning_rate=3e-3, early_stopping_patience=10,
                      augment=AugmentConfig(affine=0.3, crop=0), num_threads=1)
+
+
+def job(uri: str, storage_path: str, name: str, config: TrainConfig) -> TrainJob:
+    return TrainJob(config=config, length=run_length(config, 1), dataset=uri, classes=CLASSES,
+                    run_folder=os.path.join(storage_path, name))
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +39,7 @@ def small_dataset(tmp_path_factory, ray_local):
 
 def test_two_workers_learn_and_checkpoint_every_epoch(small_dataset):
     root, uri = small_dataset
-    result = train_member(uri, str(root / "runs"), "member-0", CONFIG, CLASSES, workers=2)
+    result = train_member(job(uri, str(root / "runs"), "member-0", CONFIG), str(root / "runs"), "member-0", workers=2)
     assert result.error is None
     assert result.metrics["val_auc"] > 0.8
     assert result.metrics["epoch"] == CONFIG.epochs - 1 and result.metrics["resumed_from"] == -1
@@ -59,7 +67,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(small_dataset):
     killer = threading.Thread(target=_kill_a_worker_after_two_checkpoints, args=(folder, killed, stop))
     killer.start()
     config = CONFIG.model_copy(update={"epochs": 6})
-    result = train_member(uri, str(root / "runs"), "member-killed", config, CLASSES, workers=2)
+    result = train_member(job(uri, str(root / "runs"), "member-killed", config), str(root / "runs"), "member-killed", workers=2)
     stop.set()
     killer.join()
     assert killed, "no worker was killed"
@@ -72,26 +80,26 @@ def test_a_killed_worker_resumes_from_its_checkpoint(small_dataset):
 def test_rerun_after_the_driver_died_before_export_finishes_the_member(small_dataset):
     """The member's last epoch is checkpointed but its weights were never exported: `medflow train`
     rerun with the same --run resumes it (nothing left to train) and exports the checkpointed best."""
-    from tasks.model.config import EnsembleConfig
-    from tasks.train.members import train_members
-
     root, uri = small_dataset
     run = str(root / "rerun")
     config = EnsembleConfig(members=1, architectures=["seed_cnn"], train=CONFIG.model_copy(update={"epochs": 2}))
+    info = runs.prepare(run, uri, None, config, None)
     plan = config.plans()[0]
-    first = train_member(uri, os.path.join(run, "checkpoints"), plan.name, config.member_config(plan), CLASSES)
+    checkpoints_path = os.path.join(run, "checkpoints")
+    first = train_member(job(uri, checkpoints_path, plan.name, config.member_config(plan)), checkpoints_path, plan.name)
     assert first.error is None and not os.path.exists(os.path.join(run, "model"))  # "crash": nothing exported
     checkpoints = sorted(glob.glob(os.path.join(run, "checkpoints", "member-0", "checkpoint_*")))
-    [record] = train_members(uri, None, run, config, CLASSES)
+    [record] = train_members(info, config).members
     assert record.epochs_run == 2  # the history of the first attempt...
     assert sorted(glob.glob(os.path.join(run, "checkpoints", "member-0", "checkpoint_*"))) == checkpoints  # ...no epoch retrained
-    assert record.best_val_auc >= first.metrics["val_auc"] - 1e-9  # the best epoch, not a retrained one
+    assert record.best_val_auc == max(h["val_auc_smoothed"] for h in record.history)  # the best check, not a retrained one
     assert os.path.exists(os.path.join(run, "model", "members", "member-0.pt"))
     assert storage.read_json(os.path.join(run, "model", "members", "member-0.json"))["name"] == "member-0"
 
 
 def test_a_member_larger_than_the_local_ray_is_refused_before_anything_starts(ray_local):
     config = EnsembleConfig(workers=3)  # 3 CPUs; the local Ray has 2: it would wait forever
+    info = runs.RunInfo(run="/nonexistent/run", dataset="/nonexistent/dataset", version=0, classes=["a", "b"], image_size=32)
     with pytest.raises(ClusterTooSmallError, match="needs 3 CPUs .* local Ray has 2"):
-        train_members("/nonexistent/dataset", None, "/nonexistent/run", config, ["a", "b"])
+        train_members(info, config)
     check_room(EnsembleConfig(workers=2))  # fits

@@ -1,0 +1,117 @@
+"""Sizing an ensemble to its budget and the cluster: how many members train, how many at once, and
+how long each one trains, from the measured speed of each architecture on a worker.
+
+The plan is deterministic whenever the budget does not bind (the default members and steps fit):
+then the speed only decides that they fit. When it binds, the plan depends on the measured speed,
+and is recorded in the run (``plan.json``) so that a rerun can pin it (``members``, ``train.steps``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+
+from tasks.model.architectures import build_model
+from tasks.model.config import EnsembleConfig, MemberPlan
+from tasks.train.budget import RunLength, run_length
+
+STARTUP_SECONDS = 20.0  # a member's fixed cost: Ray Train worker group, dataset index, export
+OVERHEAD = 1.15  # measured step time -> real step time: data loading, augmentation, other members' contention
+
+
+class EnsemblePlan(BaseModel):
+    """The members to train and each one's schedule, with the figures the sizing used."""
+
+    members: list[MemberPlan]
+    lengths: dict[str, RunLength] = Field(description="per member name")
+    slots: int = Field(description="members training at once (cluster room; 1 when boosting)")
+    seconds_per_step: dict[str, float] = Field(default_factory=dict, description="measured, per architecture")
+    budget_seconds: float | None = None
+    train_seconds: float | None = Field(None, description="the budget less the evaluation's reserve")
+    estimated_seconds: float | None = Field(None, description="predicted training wall time of this plan")
+    sized_by: str = Field(description="config (members and length given), default (the defaults fit), or budget")
+
+    def summary(self) -> str:
+        lengths = {name: f"{length.steps} steps ({length.epochs} epochs, {length.sized_by})" for name, length in self.lengths.items()}
+        budget = f" within {self.train_seconds:.0f} s of training" if self.train_seconds else ""
+        return f"{len(self.members)} members, {self.slots} at a time{budget}: " + "; ".join(
+            f"{m.name} {m.architecture} {lengths[m.name]}" for m in self.members)
+
+
+def evaluation_reserve(budget_seconds: float) -> float:
+    """What the budget keeps for evaluation and the run's fixed costs: a tenth, at least a minute."""
+    return max(60.0, 0.1 * budget_seconds)
+
+
+def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int, num_classes: int,
+                             device: torch.device | None = None, steps: int = 5) -> float:
+    """Wall time of one optimizer step (forward, backward, AdamW) on random data, after two warm-up steps."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model: nn.Module = build_model(architecture, num_classes, image_size).to(device)
+    optimizer = torch.optim.AdamW(model.parameters())
+    x = torch.randn(batch_size, 1, image_size, image_size, device=device)
+    y = torch.randint(0, num_classes, (batch_size,), device=device)
+    for step in range(steps + 2):
+        if step == 2:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / steps
+
+
+def _makespan(seconds: list[float], slots: int) -> float:
+    """Wall time of members queued in order onto ``slots`` lanes (Ray starts each as a lane frees)."""
+    lanes = [0.0] * slots
+    for s in seconds:
+        lanes[lanes.index(min(lanes))] += s
+    return max(lanes)
+
+
+def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, slots: int,
+                  seconds_per_step: dict[str, float] | None = None) -> EnsemblePlan:
+    """Members and their schedules. Without a budget (or without measured speeds) the config's
+    members (default ``max_members``) train for their configured length. With one, the most members
+    up to ``max_members`` (at least ``min_members``) whose default runs fit; if even those do not
+    fit, their steps shrink until they do. Explicit ``members`` and ``train.epochs``/``steps`` are kept."""
+    slots = 1 if config.boosting else max(1, slots)
+    train = config.train
+    explicit_length = bool(train.epochs or train.steps)
+    budget = train.budget_minutes * 60 if train.budget_minutes else None
+    if budget is None or not seconds_per_step:
+        plans = config.plans(config.members or config.max_members)
+        return EnsemblePlan(members=plans, slots=slots, sized_by="config" if config.members else "default",
+                            lengths={p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans})
+    available = budget - evaluation_reserve(budget)
+    check_steps = train.checks * val_rows / (3 * train.batch_size)  # a validation pass: a forward per row
+
+    def seconds(plan: MemberPlan, steps: int) -> float:
+        return STARTUP_SECONDS + (steps + check_steps) * seconds_per_step[plan.architecture] * OVERHEAD
+
+    def steps_of(plan: MemberPlan) -> int:
+        return run_length(config.member_config(plan), steps_per_epoch).steps
+
+    counts = [config.members] if config.members else range(config.max_members, config.min_members - 1, -1)
+    for count in counts:
+        plans = config.plans(count)
+        estimate = _makespan([seconds(p, steps_of(p)) for p in plans], slots)
+        if estimate <= available or explicit_length:
+            lengths = {p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans}
+            sized_by = "config" if config.members and explicit_length else "default"
+            return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
+                                budget_seconds=budget, train_seconds=available, estimated_seconds=estimate, sized_by=sized_by)
+    # even the fewest members do not fit: each gets an equal share of its lane's time
+    share = available / math.ceil(len(plans) / slots)
+    lengths = {p.name: run_length(config.member_config(p), steps_per_epoch, max_steps=max(steps_per_epoch, int(
+        (share - STARTUP_SECONDS) / (seconds_per_step[p.architecture] * OVERHEAD) - check_steps))) for p in plans}
+    estimate = _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots)
+    return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
+                        budget_seconds=budget, train_seconds=available, estimated_seconds=estimate, sized_by="budget")

@@ -1,0 +1,76 @@
+"""Sizing a run: a member's schedule from the config and the split's size, an ensemble from the
+budget, the cluster and measured speeds; boosting's SAMME step. Plain functions, no Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.data.samples import steps_per_epoch, weighted_resample
+from tasks.model.config import EnsembleConfig, TrainConfig
+from tasks.train.boosting import samme_step, uniform
+from tasks.train.budget import run_length
+from tasks.train.planning import evaluation_reserve, plan_ensemble
+
+
+def test_a_small_dataset_gets_the_same_steps_as_a_larger_one_not_the_same_epochs():
+    config = TrainConfig()
+    small, large = run_length(config, steps_per_epoch(500, 32, 1)), run_length(config, steps_per_epoch(4708, 32, 1))
+    assert small.steps == pytest.approx(config.min_steps, rel=0.02) and small.epochs > 150
+    assert large.epochs >= config.min_epochs and large.steps >= config.min_steps
+    for length in (small, large):
+        assert min(length.epochs, config.checks) - 3 <= length.checks <= config.checks + 3  # at most one per epoch
+        assert length.is_check(length.epochs - 1) and length.earliest_stop > 0
+
+
+def test_explicit_epochs_and_steps_override_the_sizing():
+    epochs = run_length(TrainConfig(epochs=7), 20)
+    assert (epochs.epochs, epochs.epochs_per_check, epochs.patience, epochs.sized_by) == (7, 1, 7, "epochs")
+    steps = run_length(TrainConfig(steps=400), 20, max_steps=100)  # explicit steps are not capped
+    assert (steps.steps, steps.sized_by) == (400, "steps")
+    capped = run_length(TrainConfig(), 20, max_steps=600)
+    assert (capped.steps, capped.sized_by) == (600, "budget")
+
+
+def test_without_a_budget_the_plan_is_the_config():
+    config = EnsembleConfig(train=TrainConfig(budget_minutes=None))
+    plan = plan_ensemble(config, steps_per_epoch=100, val_rows=500, slots=2)
+    assert len(plan.members) == config.max_members and plan.sized_by == "default" and plan.train_seconds is None
+
+
+def test_the_budget_picks_the_most_members_that_fit_then_shortens_them():
+    config = EnsembleConfig(train=TrainConfig(budget_minutes=30))
+    fast = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.01})
+    assert len(fast.members) == config.max_members and fast.sized_by == "default"
+    assert fast.estimated_seconds <= fast.train_seconds == 1800 - evaluation_reserve(1800)
+    medium = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.15})
+    assert config.min_members < len(medium.members) < config.max_members and medium.estimated_seconds <= medium.train_seconds
+    slow = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 2.0})
+    assert len(slow.members) == config.min_members and slow.sized_by == "budget"
+    assert all(length.sized_by == "budget" and length.steps < config.train.min_steps for length in slow.lengths.values())
+    assert slow.estimated_seconds <= slow.train_seconds * 1.05
+    one_slot = plan_ensemble(config, 100, 500, slots=1, seconds_per_step={"resnet18_small": 0.15})
+    assert len(one_slot.members) < len(medium.members)  # half the room, fewer members
+
+
+def test_boosting_trains_in_sequence_and_explicit_members_are_kept():
+    config = EnsembleConfig(members=3, boosting=True)
+    plan = plan_ensemble(config, 100, 500, slots=4, seconds_per_step={"resnet18_small": 0.05})
+    assert plan.slots == 1 and len(plan.members) == 3
+
+
+def test_samme_moves_weight_onto_the_rows_the_member_got_wrong():
+    wrong = np.array([True, False, False, False, False, False, False, False, False, False])
+    step = samme_step(uniform(10), wrong, num_classes=2)
+    assert step.error == pytest.approx(0.1) and step.weight == pytest.approx(np.log(9))
+    assert sum(step.next_weights) == pytest.approx(1) and step.next_weights[0] == pytest.approx(0.5)
+    chance = samme_step(uniform(10), np.arange(10) < 6, num_classes=2)  # worse than chance: no vote
+    assert chance.weight == 0 and chance.next_weights == pytest.approx(uniform(10))
+
+
+def test_a_weighted_resample_draws_rows_in_proportion():
+    rows = weighted_resample(np.array([0.0, 0.0, 1.0, 3.0]), seed=0)
+    assert len(rows) == 4 and set(rows.tolist()) <= {2, 3}
+    draws = np.concatenate([weighted_resample(np.array([1.0, 3.0]), seed) for seed in range(200)])
+    assert 0.65 < (draws == 1).mean() < 0.85
+    assert np.array_equal(weighted_resample(np.arange(1.0, 9.0), 3), weighted_resample(np.arange(1.0, 9.0), 3))
