@@ -1,10 +1,18 @@
-"""Quality benchmark: PneumoniaMNIST as DICOM -> ingest -> train (default config) -> evaluate ->
-predict on the test split's files; test AUC and accuracy beside the published MedMNIST v2 figures.
+"""Quality benchmark: datasets written as DICOM -> ingest -> train (default config) -> evaluate ->
+predict on the test split's files; test AUC and accuracy beside the published MedMNIST v2 figures,
+with what the training budget bought.
 
-Hyper-parameters are chosen on validation only: the ensemble's combiner, temperature and operating
-point are fitted on the official validation split; the test split is touched once, by `predict`.
+``--suite`` runs every dataset of the suite with the same defaults and no per-dataset settings:
+PneumoniaMNIST (full) and a small-data variant (500 training images drawn at random with seed 0 from
+PneumoniaMNIST's training split: its file is sorted by label, so its *first* 500 images are all
+``normal``; the same validation and test splits). VesselMNIST3D joins once volume datasets exist.
 
-Usage: python benchmarks/quality.py [--data PATH] [--work DIR] [--config FILE] [--members N] [--epochs N]
+Every choice is made on validation only: the members' checks, the ensemble's combiner, temperature
+and operating point are fitted on the official validation split; the test split is touched once,
+by ``predict``, to print the table.
+
+Usage: python benchmarks/quality.py [--suite] [--only NAME] [--data PATH] [--work DIR] [--config FILE]
+                                    [--members N] [--epochs N]
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import secrets
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.metrics import accuracy_score, roc_auc_score
@@ -23,44 +32,55 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.pneumonia import CLASSES, DEFAULT_DATA, load, write_corpus, write_labels  # noqa: E402
 
-PUBLISHED = [  # MedMNIST v2 (Yang et al. 2023), Table 3, PneumoniaMNIST test split: (AUC, ACC)
-    ("ResNet-18 (28)", 0.944, 0.854),
-    ("ResNet-50 (224)", 0.962, 0.884),
-    ("Google AutoML Vision", 0.991, 0.946),
-]
+PUBLISHED = {  # MedMNIST v2 (Yang et al. 2023), Table 3, test split: (AUC, ACC); full datasets only
+    "pneumoniamnist": [("ResNet-18 (28)", 0.944, 0.854), ("ResNet-50 (224)", 0.962, 0.884),
+                       ("auto-sklearn", 0.942, 0.855), ("AutoKeras", 0.947, 0.878),
+                       ("Google AutoML Vision", 0.991, 0.946)],
+}
+SMALL_TRAIN = 500
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=DEFAULT_DATA)
-    parser.add_argument("--work", help="working folder (default: a new temporary one)")
-    parser.add_argument("--config", help="run config YAML (default: medflow's defaults)")
-    parser.add_argument("--members", type=int)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--image-size", type=int, default=28)
-    args = parser.parse_args()
-    os.environ.setdefault("MEDFLOW_PSEUDONYM_KEY", secrets.token_urlsafe(32))
-    from flows.startup import environment_defaults
+@dataclass
+class Outcome:
+    name: str
+    auc: float
+    acc: float
+    seconds: dict[str, float]
+    lines: list[str] = field(default_factory=list)  # what the budget bought, members, ensemble
 
-    environment_defaults()
+
+def small_variant(images: np.ndarray, labels: np.ndarray, splits: list[str], seed: int = 0) -> tuple:
+    """``SMALL_TRAIN`` training images drawn at random (the file is sorted by label), every val and test image."""
+    train = np.flatnonzero(np.array(splits) == "train")
+    keep = np.sort(np.r_[np.random.default_rng(seed).permutation(train)[:SMALL_TRAIN],
+                         np.flatnonzero(np.array(splits) != "train")])
+    return images[keep], labels[keep], [splits[i] for i in keep]
+
+
+RISING = 0.001  # smoothed validation AUC gained over the last quarter of a member's checks
+
+
+def late_gain(history: list[dict]) -> float:
+    """How much the smoothed validation AUC rose over the last quarter of the checks (above
+    ``RISING``: the member was still learning when its run ended)."""
+    smoothed = [h.get("val_auc_smoothed", h["val_auc"]) for h in history]
+    quarter = max(1, len(smoothed) // 4)
+    return smoothed[-1] - max(smoothed[:-quarter]) if len(smoothed) > quarter else float("nan")
+
+
+def run_one(name: str, images: np.ndarray, labels: np.ndarray, splits: list[str], work: str, args) -> Outcome:
     from flows.evaluate import EvaluateParams, evaluate_flow
     from flows.ingest import IngestParams, ingest_flow
     from flows.predict import PredictParams, predict_flow
-    from flows.startup import start_services
     from flows.train import TrainParams, train_flow
     from tasks.model.config import load_config
 
-    work = args.work or tempfile.mkdtemp(prefix="medflow-quality-")
     source, times = os.path.join(work, "source"), {}
     t0 = time.perf_counter()
-    images, labels, splits = load(args.data, None)
     if not os.path.exists(os.path.join(source, "labels.csv")):
         rows = write_corpus(source, images, labels, splits, 28, by_split=True)
         write_labels(os.path.join(source, "labels.csv"), rows)
     times["write DICOM corpus"] = time.perf_counter() - t0
-
-    total = time.perf_counter()
-    start_services()
     t0 = time.perf_counter()
     ingest = IngestParams(source=source, labels=os.path.join(source, "labels.csv"), dataset=os.path.join(work, "dataset"),
                           rejects=os.path.join(work, "rejects.csv"), image_size=args.image_size)
@@ -74,38 +94,73 @@ def main() -> None:
     t0 = time.perf_counter()
     evaluation = evaluate_flow(EvaluateParams(run=run))
     times["evaluate"] = time.perf_counter() - t0
+    times["train + evaluate"] = times["train"] + times["evaluate"]
     t0 = time.perf_counter()
     out = os.path.join(work, "test-predictions.csv")
     predict_flow(PredictParams(model=run, source=os.path.join(source, "test"), out=out))
     times["predict (test split)"] = time.perf_counter() - t0
-    times["pipeline total (ingest..predict)"] = time.perf_counter() - total
 
     truth = {f"img{i:05d}.dcm": int(y) for i, (y, s) in enumerate(zip(labels, splits, strict=True)) if s == "test"}
     with open(out, newline="") as f:
-        preds = [r for r in csv.DictReader(f)]
-    refused = [r for r in preds if r["reason"]]
-    y = np.array([truth[r["path"]] for r in preds if not r["reason"]])
-    p = np.array([float(r[f"p_{CLASSES[1]}"]) for r in preds if not r["reason"]])
-    predicted = np.array([CLASSES.index(r["predicted"]) for r in preds if not r["reason"]])
-    auc, acc = roc_auc_score(y, p), accuracy_score(y, predicted)
+        preds = [r for r in csv.DictReader(f) if not r["reason"]]
+    y = np.array([truth[r["path"]] for r in preds])
+    p = np.array([float(r[f"p_{CLASSES[1]}"]) for r in preds])
+    predicted = np.array([CLASSES.index(r["predicted"]) for r in preds])
+    plan, ens = trained.plan, evaluation.ensemble
+    budget = f"{plan.budget_seconds / 60:.0f}-minute budget" if plan.budget_seconds else "no budget"
+    lines = [f"dataset: {summary.added} images ingested, {len(y)} test files predicted",
+             f"plan ({budget}, sized by {plan.sized_by}): {len(trained.members)} members, {plan.slots} at a time, "
+             f"measured s/step {({a: round(s, 3) for a, s in plan.seconds_per_step.items()})}"]
+    for m in trained.members:
+        gain = late_gain(m.history)
+        rising = f"{'STILL RISING' if gain > RISING else 'not rising'} at the end (last-quarter gain {gain:+.4f})"
+        lines.append(f"  {m.name} {m.architecture}: {m.steps_run}/{m.planned_steps} steps ({m.epochs_run} epochs, "
+                     f"{m.stopped}), smoothed val AUC {m.best_val_auc:.4f}, {rising}")
+    lines.append(f"ensemble: {ens.combiner}, temperature {ens.temperature:.2f}, operating point {ens.threshold:.3f} "
+                 f"(chosen on validation); validation AUC {evaluation.val.point['auc']:.4f}")
+    ci = evaluation.test.ci["auc"]
+    lines.append(f"test AUC 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]")
+    return Outcome(name, roc_auc_score(y, p), accuracy_score(y, predicted), times, lines)
 
-    print(f"\ndataset: {summary.added} images ingested (v{summary.version}), test files predicted {len(y)}, refused {len(refused)}")
-    print("members: " + ", ".join(f"{m.name} {m.architecture} val AUC {m.best_val_auc:.3f} ({m.epochs_run} ep)"
-                                  for m in trained.members))
-    ens = evaluation.ensemble
-    print(f"ensemble: {ens.combiner}, temperature {ens.temperature:.2f}, operating point {ens.threshold:.3f} "
-          f"(chosen on validation); validation AUC {evaluation.val.point['auc']:.4f}")
-    ci = evaluation.test.ci
-    print(f"\n{'PneumoniaMNIST test split':<34} {'AUC':>7} {'ACC':>7}")
-    print(f"{'medflow (this run, predict)':<34} {auc:7.3f} {acc:7.3f}   AUC 95% CI [{ci['auc'][0]:.3f}, {ci['auc'][1]:.3f}], "
-          f"ACC at 0.5 {evaluation.test.point['accuracy_at_0.5']:.3f}")
-    for name, pub_auc, pub_acc in PUBLISHED:
-        verdict = "beaten" if auc > pub_auc and acc > pub_acc else "not beaten"
-        print(f"{name + ' (published)':<34} {pub_auc:7.3f} {pub_acc:7.3f}   {verdict}")
-    print("\nwall time (s), 2 CPU cores:")
-    for name, seconds in times.items():
-        print(f"  {name:<36} {seconds:8.1f}")
-    print(f"report: {evaluation.report}")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", action="store_true", help="every dataset of the suite, one after another")
+    parser.add_argument("--only", choices=["pneumoniamnist", "pneumoniamnist-500"], help="one dataset of the suite")
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--work", help="working folder (default: a new temporary one)")
+    parser.add_argument("--config", help="run config YAML (default: medflow's defaults)")
+    parser.add_argument("--members", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--image-size", type=int, default=28)
+    args = parser.parse_args()
+    os.environ.setdefault("MEDFLOW_PSEUDONYM_KEY", secrets.token_urlsafe(32))
+    from flows.startup import environment_defaults
+
+    environment_defaults()
+    from flows.startup import start_services
+
+    work = args.work or tempfile.mkdtemp(prefix="medflow-quality-")
+    start_services()
+    images, labels, splits = load(args.data, None)
+    datasets = {"pneumoniamnist": (images, labels, splits), "pneumoniamnist-500": small_variant(images, labels, splits)}
+    names = [args.only] if args.only else list(datasets) if args.suite else ["pneumoniamnist"]
+    outcomes = [run_one(name, *datasets[name], os.path.join(work, name), args) for name in names]
+
+    for outcome in outcomes:
+        print(f"\n== {outcome.name}")
+        for line in outcome.lines:
+            print(line)
+        print("wall time (s), this machine: " + ", ".join(f"{k} {v:.0f}" for k, v in outcome.seconds.items()))
+    print(f"\n{'dataset':<20} {'model':<34} {'AUC':>7} {'ACC':>7}  train+evaluate")
+    for outcome in outcomes:
+        print(f"{outcome.name:<20} {'medflow defaults (predict)':<34} {outcome.auc:7.3f} {outcome.acc:7.3f}  "
+              f"{outcome.seconds['train + evaluate'] / 60:.1f} min")
+        for model, auc, acc in PUBLISHED.get(outcome.name, []):
+            verdict = "beaten" if outcome.auc > auc and outcome.acc > acc else "not beaten"
+            print(f"{'':<20} {model + ' (published)':<34} {auc:7.3f} {acc:7.3f}  {verdict}")
+    if args.suite:
+        print("vesselmnist3d: not run; volume datasets (issue 13) are not built yet")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, runtime, task
+from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from flows.cancellation import STOPPABLE
@@ -52,5 +53,6 @@ def train_flow(params: TrainParams) -> TrainSummary:
     get_run_logger().info("training on dataset v%d, classes %s", info.version, info.classes)
     summary = train_on_ray(params, info)
     get_run_logger().info("plan: %s", summary.plan.summary())
+    create_markdown_artifact(key="train-summary", markdown=summary.markdown(), description="medflow train")
     publish_model(params, info, summary.members)
     return summary

@@ -39,8 +39,8 @@ class TrainConfig(BaseModel):
     model: str = Field("resnet18_small", description="architecture name (tasks/model/architectures.py)")
     epochs: int | None = Field(None, ge=1, description="explicit override: exactly this many epochs, checked every epoch")
     steps: int | None = Field(None, ge=1, description="explicit override: this many optimizer steps (whole epochs)")
-    min_steps: int = Field(3000, ge=1, description="a default run: at least this many optimizer steps")
-    min_epochs: int = Field(15, ge=1, description="a default run: at least this many epochs")
+    min_steps: int = Field(1500, ge=1, description="a default run: at least this many optimizer steps")
+    min_epochs: int = Field(30, ge=1, description="a default run: at least this many epochs")
     budget_minutes: float | None = Field(30, gt=0, description="wall-clock budget of the whole train + evaluate; "
                                          "caps the default run's steps and members (None: no cap)")
     checks: int = Field(30, ge=1, description="validation checks (each a checkpoint) over a run sized in steps")
@@ -102,7 +102,8 @@ class EnsembleConfig(BaseModel):
                                 "from min_members to max_members)")
     min_members: int = Field(2, ge=1)
     max_members: int = Field(8, ge=1)
-    architectures: list[str] = Field(default_factory=lambda: ["resnet18_small"], description="taken in turn by the members")
+    architectures: list[str] = Field(default_factory=lambda: ["resnet18_small", "seed_cnn"],
+                                     description="taken in turn by the members")
     bagging: bool = Field(False, description="each member trains on a bootstrap resample of the training split")
     boosting: bool = Field(False, description="members train in sequence, each on the training split resampled "
                            "towards what the ones before got wrong (SAMME); combined with the fitted weights")

@@ -89,10 +89,26 @@ def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1)).mean())
 
 
-def _score(val_auc: float, val_loss: float) -> tuple[float, float]:
-    """Early-stopping order: higher AUC, then lower loss; an AUC that is undefined (the validation
-    split lacks a class) counts as lowest, so such runs stop on validation loss alone."""
-    return (float("-inf") if np.isnan(val_auc) else val_auc, -val_loss)
+def auc_tolerance(labels: np.ndarray, value: float) -> float:
+    """Half the Hanley-McNeil standard error of an AUC of ``value`` on ``labels`` (positive class 1):
+    on a small validation split, AUCs closer than this are noise, and the loss decides between them."""
+    positives = int(np.sum(labels == 1))
+    negatives = len(labels) - positives
+    if np.isnan(value) or not positives or not negatives:
+        return 0.0
+    q1, q2 = value / (2 - value), 2 * value**2 / (1 + value)
+    variance = (value * (1 - value) + (positives - 1) * (q1 - value**2) + (negatives - 1) * (q2 - value**2)) / (positives * negatives)
+    return 0.5 * float(np.sqrt(max(variance, 0.0)))
+
+
+def _better(val_auc: float, val_loss: float, result: FitResult, tolerance: float) -> bool:
+    """Whether a check beats the kept one: a smoothed AUC clearly above the kept one's, or one within
+    ``tolerance`` of the highest seen with a lower loss. An undefined AUC (the validation split
+    lacks a class) counts as lowest, so such runs are judged on validation loss alone."""
+    value = float("-inf") if np.isnan(val_auc) else val_auc
+    if value > result.best_auc + tolerance:
+        return True
+    return value >= result.top_auc - tolerance and val_loss < result.best_loss
 
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -146,7 +162,8 @@ class FitResult:
     length: RunLength
     history: list[dict] = field(default_factory=list)  # one dict per validation check
     best_auc: float = float("-inf")  # smoothed validation AUC of the best check
-    best_loss: float = float("inf")  # its smoothed validation loss: breaks ties in AUC
+    best_loss: float = float("inf")  # its smoothed validation loss: decides between AUCs within noise
+    top_auc: float = float("-inf")  # the highest smoothed validation AUC of any check
     best_state: dict | None = None
     epochs_run: list[int] = field(default_factory=list)
     stopped: str = "running"  # then "completed", "early stopping" or "deadline"
@@ -217,6 +234,7 @@ def fit(
         start, stale = resume["epoch"] + 1, resume["stale"]
         result.best_auc, result.best_state = resume["best_auc"], resume["best_model"]
         result.best_loss = resume.get("best_loss", float("inf"))
+        result.top_auc = resume.get("top_auc", result.best_auc)
         result.history = list(resume.get("history", []))
         recent = [tuple(pair) for pair in resume.get("recent", [])]
     after_step = (lambda: average.update(model)) if average is not None else None
@@ -233,7 +251,8 @@ def fit(
         val_auc, val_loss = auc(gathered.probs, gathered.labels, positive=1), log_loss(gathered.probs, gathered.labels)
         recent.append((val_auc, val_loss))
         smooth_auc, smooth_loss = _smoothed(recent, config.smoothing)
-        improved = _score(smooth_auc, smooth_loss) > _score(result.best_auc, result.best_loss)
+        improved = _better(smooth_auc, smooth_loss, result, auc_tolerance(gathered.labels, smooth_auc))
+        result.top_auc = max(result.top_auc, float("-inf") if np.isnan(smooth_auc) else smooth_auc)
         if improved:
             result.best_auc, result.best_loss = smooth_auc, smooth_loss
             result.best_state = {k: v.detach().cpu().clone() for k, v in unwrap(judged).state_dict().items()}
@@ -250,7 +269,7 @@ def fit(
             result.stopped = "completed"
         if on_check is not None:
             on_check(epoch, metrics, {
-                "epoch": epoch, "stale": stale, "best_auc": result.best_auc, "best_loss": result.best_loss,
+                "epoch": epoch, "stale": stale, "best_auc": result.best_auc, "best_loss": result.best_loss, "top_auc": result.top_auc,
                 "best_model": result.best_state, "recent": recent,
                 "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "history": result.history,

@@ -36,6 +36,17 @@ class TrainSummary(BaseModel):
     members: list[MemberRecord]
     seconds: float = Field(0.0, description="training wall time of this attempt")
 
+    def markdown(self) -> str:
+        """The plan and what it spent, one row per member (the ``train-summary`` artifact)."""
+        plan = self.plan
+        budget = f" of a {plan.budget_seconds / 60:.0f}-minute budget" if plan.budget_seconds else ""
+        rows = "\n".join(f"| {m.name} | {m.architecture} | {m.seed} | {m.steps_run} / {m.planned_steps} | {m.epochs_run} "
+                         f"| {m.stopped} | {m.best_val_auc:.4f} |" for m in self.members)
+        return (f"# Training: dataset v{self.dataset_version}\n\n{len(self.members)} members, {plan.slots} at a time, "
+                f"{self.seconds / 60:.1f} minutes{budget} (sized by {plan.sized_by})\n\n"
+                "| member | architecture | seed | steps run / planned | epochs | stopped | smoothed val AUC |\n"
+                f"|---|---|---|---|---|---|---|\n{rows}\n")
+
 
 def _boost(info: RunInfo, plan: MemberPlan, state: dict, row_weights: str | None) -> BoostingStep:
     """This member's SAMME step: its errors on the (unresampled) training split, in index order."""

@@ -16,7 +16,7 @@ from tasks.train.planning import evaluation_reserve, plan_ensemble
 def test_a_small_dataset_gets_the_same_steps_as_a_larger_one_not_the_same_epochs():
     config = TrainConfig()
     small, large = run_length(config, steps_per_epoch(500, 32, 1)), run_length(config, steps_per_epoch(4708, 32, 1))
-    assert small.steps == pytest.approx(config.min_steps, rel=0.02) and small.epochs > 150
+    assert small.steps == pytest.approx(config.min_steps, rel=0.02) and small.epochs > 90
     assert large.epochs >= config.min_epochs and large.steps >= config.min_steps
     for length in (small, large):
         assert min(length.epochs, config.checks) - 3 <= length.checks <= config.checks + 3  # at most one per epoch
@@ -40,22 +40,22 @@ def test_without_a_budget_the_plan_is_the_config():
 
 def test_the_budget_picks_the_most_members_that_fit_then_shortens_them():
     config = EnsembleConfig(train=TrainConfig(budget_minutes=30))
-    fast = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.01})
+    fast = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.01, "seed_cnn": 0.01})
     assert len(fast.members) == config.max_members and fast.sized_by == "default"
     assert fast.estimated_seconds <= fast.train_seconds == 1800 - evaluation_reserve(1800)
-    medium = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.15})
+    medium = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.15, "seed_cnn": 0.15})
     assert config.min_members < len(medium.members) < config.max_members and medium.estimated_seconds <= medium.train_seconds
-    slow = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 2.0})
+    slow = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 2.0, "seed_cnn": 2.0})
     assert len(slow.members) == config.min_members and slow.sized_by == "budget"
     assert all(length.sized_by == "budget" and length.steps < config.train.min_steps for length in slow.lengths.values())
     assert slow.estimated_seconds <= slow.train_seconds * 1.05
-    one_slot = plan_ensemble(config, 100, 500, slots=1, seconds_per_step={"resnet18_small": 0.15})
+    one_slot = plan_ensemble(config, 100, 500, slots=1, seconds_per_step={"resnet18_small": 0.15, "seed_cnn": 0.15})
     assert len(one_slot.members) < len(medium.members)  # half the room, fewer members
 
 
 def test_boosting_trains_in_sequence_and_explicit_members_are_kept():
     config = EnsembleConfig(members=3, boosting=True)
-    plan = plan_ensemble(config, 100, 500, slots=4, seconds_per_step={"resnet18_small": 0.05})
+    plan = plan_ensemble(config, 100, 500, slots=4, seconds_per_step={"resnet18_small": 0.05, "seed_cnn": 0.05})
     assert plan.slots == 1 and len(plan.members) == 3
 
 

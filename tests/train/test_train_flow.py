@@ -56,6 +56,8 @@ def test_train_writes_members_model_card_and_lineage(trained):
     assert lineage["seeds"] == {"member-0": 0, "member-1": 1}
     assert lineage["plan"]["sized_by"] == "config" and [m["name"] for m in lineage["plan"]["members"]] == ["member-0", "member-1"]
     assert summary.plan.lengths["member-0"].epochs == 3 and summary.seconds > 0
+    artifact = latest_artifact("train-summary").data
+    assert "| member-1 | seed_cnn | 1 |" in artifact and "completed" in artifact
     assert lineage["code_version"] and lineage["packages"]["torch"] and lineage["prefect_flow_run_id"]
 
 
