@@ -212,7 +212,9 @@ def fit(
     model = dist.wrap_model(model)  # DDP
     average = WeightAverage(model, config.ema_decay) if config.weight_averaging == "ema" else None
     workers = config.loader_workers if config.loader_workers is not None else (4 if device.type == "cuda" else 0)
-    length = length or run_length(config, train.steps(config.batch_size, dist.world, workers))
+    per_epoch = train.steps(config.batch_size, dist.world, workers)
+    # a planned length keeps its epochs; its steps per epoch are the loader's own
+    length = length.model_copy(update={"steps_per_epoch": per_epoch}) if length else run_length(config, per_epoch)
 
     def loader(samples: Samples, epoch: int, training: bool) -> DataLoader:  # DDP: each rank its own share
         return samples.loader(Share(epoch, dist.rank, dist.world, training), config.batch_size if training else 256,
