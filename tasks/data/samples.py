@@ -143,13 +143,14 @@ class InMemory(Samples):
 
 
 class Streamed(Samples):
-    """One split of a dataset version, read from its Parquet row groups as needed.
+    """One split of a dataset version (``split=None``: every row, labels unread, label -1), read
+    from its Parquet row groups as needed.
 
     Only the small columns of every row are read up front (to know where the split's rows are);
     pixels are read per epoch, a row group at a time, by the ranks whose share includes it.
     """
 
-    def __init__(self, uri: str, split: str, classes: list[str], version: int | None = None,
+    def __init__(self, uri: str, split: str | None, classes: list[str], version: int | None = None,
                  resample: Callable[[int], np.ndarray] | None = None, shuffle_buffer: int = 2048,
                  patients: bool = False) -> None:
         from tasks.data import dataset  # here, not at the top: InMemory runs on a GPU box without deltalake
@@ -157,7 +158,7 @@ class Streamed(Samples):
         index = {name: i for i, name in enumerate(classes)}
         self.fragments: list[tuple[str, int]] = []  # (data file URI, row group)
         fragment_of, offset_of, labels, patient_keys = [], [], [], []
-        columns = ["split", "label"] + (["patient_key"] if patients else [])
+        columns = ["split"] + (["label"] if split else []) + (["patient_key"] if patients else [])
         table = dataset.open_table(uri, version)
         for file_uri in table.file_uris():
             with _open(file_uri) as f:
@@ -167,11 +168,13 @@ class Streamed(Samples):
             for group in range(meta.num_row_groups):
                 n = meta.row_group(group).num_rows
                 part = small.slice(start, n)
-                wanted = np.flatnonzero(pc.equal(part.column("split"), split).to_numpy(zero_copy_only=False))
+                wanted = np.arange(n) if split is None else \
+                    np.flatnonzero(pc.equal(part.column("split"), split).to_numpy(zero_copy_only=False))
                 if len(wanted):
                     fragment_of.append(np.full(len(wanted), len(self.fragments), np.int32))
                     offset_of.append(wanted.astype(np.int32))
-                    labels += [index[v] for v in pc.take(part.column("label"), pa.array(wanted)).to_pylist()]
+                    labels += [index[v] for v in pc.take(part.column("label"), pa.array(wanted)).to_pylist()] \
+                        if split else [-1] * len(wanted)  # every split's pixels, no label read
                     if patients:
                         patient_keys += pc.take(part.column("patient_key"), pa.array(wanted)).to_pylist()
                     self.fragments.append((file_uri, group))

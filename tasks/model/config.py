@@ -64,6 +64,21 @@ class TrainConfig(BaseModel):
     shuffle_buffer: int = Field(2048, ge=1, description="images held for shuffling when streaming from the dataset")
 
 
+class PretrainConfig(BaseModel):
+    """Self-supervised pretraining (SimCLR) of each architecture on every image of the dataset
+    version, all splits' pixels and no labels, before the members fine-tune from it."""
+
+    enabled: bool = Field(False, description="off unless validation shows a gain on your data")
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(64, ge=2, description="images per step; each gives two views")
+    learning_rate: float = Field(1e-3, gt=0)
+    temperature: float = Field(0.2, gt=0, description="of the NT-Xent contrastive loss")
+    embedding: int = Field(128, ge=2, description="projection size (the network's output layer while pretraining)")
+    augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig(
+        crop=1.0, crop_min_area=0.4, brightness_contrast=0.8, brightness_contrast_limit=0.3, noise=0.5),
+        description="the two views' augmentation: stronger than supervised training's")
+
+
 def known_names(names: list[str], known: Iterable[str], message: Callable[[list[str]], str]) -> list[str]:
     """``names`` when it is a non-empty list of known names; else a ValueError saying ``message(unknown)``."""
     unknown = sorted(set(names) - set(known))
@@ -114,6 +129,7 @@ class EnsembleConfig(BaseModel):
     max_failures: int = Field(2, ge=0, description="worker-group restarts (from the last checkpoint) per member")
     seed: int = Field(0, description="member i trains with seed + i")
     train: TrainConfig = Field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @field_validator("architectures")

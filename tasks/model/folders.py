@@ -5,6 +5,7 @@ that spells a file name under them; every other module asks them for a path.
 RUN_URI/config.json  lineage.json  plan.json  claimed-by.txt  metrics.json  promotion.json
         checkpoints/<member>/checkpoint_*/state.pt     (Ray Train storage)
         boosting/<member>.json                          (boosting: vote weight, next member's row weights)
+        pretrained/<architecture>.pt  .json             (self-supervised pretraining: weights, losses)
         report/index.html  report/<plot>.png
         model/model.json  model/lineage.json  model/members/<member>.pt  model/members/<member>.json
 ```
@@ -80,6 +81,12 @@ class RunFolder:
 
     def checkpoint(self, member: str) -> str:
         return storage.join(self.checkpoints, member)
+
+    def pretrained(self, architecture: str) -> str:
+        return storage.join(self.uri, "pretrained", f"{architecture}.pt")
+
+    def pretrained_record(self, architecture: str) -> str:
+        return storage.join(self.uri, "pretrained", f"{architecture}.json")
 
     def boosting(self, member: str) -> str:
         return storage.join(self.uri, "boosting", f"{member}.json")

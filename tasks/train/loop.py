@@ -7,8 +7,6 @@ exponential moving average of its weights) and keeps the check with the best smo
 
 from __future__ import annotations
 
-import copy
-import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from tasks.model.architectures import build_model
 from tasks.model.config import TrainConfig
 from tasks.train.augment import Augmenter
 from tasks.train.budget import PEAK_AT, RunLength, run_length
+from tasks.train.weights import WeightAverage, load_initial_weights, unwrap
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -116,11 +115,6 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The network inside a DDP wrapper (state dicts without ``module.`` prefixes)."""
-    return getattr(model, "module", model)
-
-
 class Distributed:
     """DDP touch points; this base class is the single-process identity (subclassed for Ray Train)."""
 
@@ -135,26 +129,6 @@ class Distributed:
 
     def mean(self, value: float) -> float:
         return value
-
-
-class WeightAverage:
-    """An exponential moving average of a network's weights and float buffers, updated every step;
-    the decay ramps up over the first steps so that a short run is not dominated by its initial weights."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay, self.updates = decay, 0
-        self.model = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        current = unwrap(model).state_dict()
-        for name, value in self.model.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.lerp_(current[name], 1 - decay)
-            else:
-                value.copy_(current[name])
 
 
 @dataclass
@@ -281,17 +255,3 @@ def fit(
         if result.stopped != "running":
             break
     return result
-
-
-def load_initial_weights(model: nn.Module, uri: str) -> None:
-    """Start from a local state dict (a user's own pretrained backbone; never a download). Tensors
-    whose name and shape match are loaded; a file that matches nothing is an error, not a silent no-op."""
-    from tasks.core import storage
-
-    state = torch.load(io.BytesIO(storage.read_bytes(storage.normalize(uri))), weights_only=True, map_location="cpu")
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ValueError(f"init_weights {uri}: no tensor matches the {type(model).__name__} network by name and shape")
-    model.load_state_dict(usable, strict=False)

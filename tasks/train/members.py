@@ -23,6 +23,7 @@ from tasks.model.store import MemberRecord
 from tasks.train.boosting import BoostingStep, samme_step, uniform
 from tasks.train.loop import predict_proba
 from tasks.train.planning import EnsemblePlan, measure_seconds_per_step, plan_ensemble
+from tasks.train.pretrain import pretrain
 from tasks.train.worker import TrainJob, checkpoint_state, gpus_available, train_member
 
 
@@ -67,7 +68,10 @@ def _train_and_export(info: RunInfo, plan: MemberPlan, config: EnsembleConfig, e
     started = time.time()
     run = RunFolder(info.run)
     length = ensemble.lengths[plan.name]
-    job = TrainJob(config=config.member_config(plan), length=length, deadline=deadline, dataset=info.dataset,
+    member = config.member_config(plan)
+    if config.pretrain.enabled:  # fine-tune from this architecture's self-supervised weights
+        member = member.model_copy(update={"init_weights": run.pretrained(plan.architecture)})
+    job = TrainJob(config=member, length=length, deadline=deadline, dataset=info.dataset,
                    version=info.version, classes=info.classes, run_folder=run.checkpoint(plan.name),
                    bagging=config.bagging, row_weights=row_weights, cpus_per_worker=config.cpus_per_worker)
     result = train_member(job, run.checkpoints, plan.name, workers=config.workers, max_failures=config.max_failures,
@@ -123,6 +127,27 @@ def slots(config: EnsembleConfig) -> int:
 
 
 @ray.remote
+def _pretrain(info: RunInfo, architecture: str, config: EnsembleConfig) -> None:
+    """One architecture's self-supervised weights (and its losses) into the run folder."""
+    torch.set_num_threads(config.cpus_per_worker)
+    images = Streamed(info.dataset, None, info.classes, info.version, shuffle_buffer=config.train.shuffle_buffer)
+    started = time.time()
+    state, losses = pretrain(architecture, images, config.pretrain, config.seed)
+    run = RunFolder(info.run)
+    model_store.save_weights(run.pretrained(architecture), state)
+    storage.write_json(run.pretrained_record(architecture), {"images": len(images), "steps": config.pretrain.steps,
+                                                             "losses": losses, "seconds": time.time() - started})
+
+
+def pretrain_all(info: RunInfo, config: EnsembleConfig, plan: EnsemblePlan) -> None:
+    """Pretrain every architecture of the plan that has no pretrained weights yet, concurrently."""
+    run = RunFolder(info.run)
+    archs = sorted({m.architecture for m in plan.members if not storage.exists(run.pretrained_record(m.architecture))})
+    options = {"num_cpus": config.cpus_per_worker, "num_gpus": 1 if gpus_available() else 0}
+    get_all([_pretrain.options(**options).remote(info, arch, config) for arch in archs])
+
+
+@ray.remote
 def _speed(architecture: str, image_size: int, batch_size: int, num_classes: int, threads: int) -> float:
     torch.set_num_threads(threads)
     return measure_seconds_per_step(architecture, image_size, batch_size, num_classes)
@@ -159,7 +184,10 @@ def train_members(info: RunInfo, config: EnsembleConfig,
     ensure_ray()
     check_room(config)
     plan = make_plan(info, config)
-    deadline = started + plan.train_seconds if plan.train_seconds and plan.sized_by != "config" else None
+    if config.pretrain.enabled:
+        pretrain_all(info, config, plan)
+    deadline = started + plan.pretrain_seconds + plan.train_seconds \
+        if plan.train_seconds and plan.sized_by != "config" else None
     model, run = RunFolder(info.run).model, RunFolder(info.run)
     records: dict[str, MemberRecord] = {}
     pending: dict = {}

@@ -33,6 +33,7 @@ class EnsemblePlan(BaseModel):
     budget_seconds: float | None = None
     train_seconds: float | None = Field(None, description="the budget less the evaluation's reserve")
     estimated_seconds: float | None = Field(None, description="predicted training wall time of this plan")
+    pretrain_seconds: float = Field(0.0, description="the budget's share for self-supervised pretraining, before training")
     sized_by: str = Field(description="config (members and length given), default (the defaults fit), or budget")
 
     def summary(self) -> str:
@@ -68,6 +69,17 @@ def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int
     return (time.perf_counter() - started) / steps
 
 
+def pretrain_seconds(config: EnsembleConfig, seconds_per_step: dict[str, float], slots: int) -> float:
+    """The self-supervised stage's share of the budget: each architecture's steps on two views of
+    ``pretrain.batch_size`` images, the architectures side by side on the cluster's slots."""
+    if not config.pretrain.enabled:
+        return 0.0
+    scale = 2 * config.pretrain.batch_size / config.train.batch_size
+    per_arch = [STARTUP_SECONDS + config.pretrain.steps * seconds_per_step[a] * scale * OVERHEAD
+                for a in sorted(set(config.architectures))]
+    return _makespan(per_arch, slots)
+
+
 def _makespan(seconds: list[float], slots: int) -> float:
     """Wall time of members queued in order onto ``slots`` lanes (Ray starts each as a lane frees)."""
     lanes = [0.0] * slots
@@ -90,7 +102,8 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
         plans = config.plans(config.members or config.max_members)
         return EnsemblePlan(members=plans, slots=slots, sized_by="config" if config.members else "default",
                             lengths={p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans})
-    available = budget - evaluation_reserve(budget)
+    pretraining = pretrain_seconds(config, seconds_per_step, slots)
+    available = budget - evaluation_reserve(budget) - pretraining
     check_steps = train.checks * val_rows / (3 * train.batch_size)  # a validation pass: a forward per row
 
     def seconds(plan: MemberPlan, steps: int) -> float:
@@ -107,11 +120,13 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
             lengths = {p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans}
             sized_by = "config" if config.members and explicit_length else "default"
             return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
-                                budget_seconds=budget, train_seconds=available, estimated_seconds=estimate, sized_by=sized_by)
+                                budget_seconds=budget, train_seconds=available, estimated_seconds=estimate, sized_by=sized_by,
+                                pretrain_seconds=pretraining)
     # even the fewest members do not fit: each gets an equal share of its lane's time
     share = available / math.ceil(len(plans) / slots)
     lengths = {p.name: run_length(config.member_config(p), steps_per_epoch, max_steps=max(steps_per_epoch, int(
         (share - STARTUP_SECONDS) / (seconds_per_step[p.architecture] * OVERHEAD) - check_steps))) for p in plans}
     estimate = _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots)
     return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
-                        budget_seconds=budget, train_seconds=available, estimated_seconds=estimate, sized_by="budget")
+                        budget_seconds=budget, train_seconds=available, estimated_seconds=estimate, sized_by="budget",
+                        pretrain_seconds=pretraining)

@@ -14,7 +14,8 @@ from medflow import synthetic
 from tasks.data.samples import InMemory
 from tasks.model.architectures import build_model
 from tasks.model.config import AugmentConfig, TrainConfig
-from tasks.train.loop import class_weights, fit, load_initial_weights
+from tasks.train.loop import class_weights, fit
+from tasks.train.weights import load_initial_weights
 
 SIZE = 32
 
