@@ -35,7 +35,8 @@ def print_training(summary: TrainSummary) -> None:
     print(f"run {summary.run}: dataset v{summary.dataset_version}, classes {summary.classes}")
     budget = f" of a {plan.budget_seconds / 60:.0f}-minute budget ({plan.train_seconds / 60:.1f} for training)" \
         if plan.budget_seconds and plan.train_seconds else ""
-    print(f"  trained {len(summary.members)} members, {plan.slots} at a time, in {summary.seconds / 60:.1f} minutes{budget}; "
+    count = len(summary.members)
+    print(f"  trained {count} member{'s' if count != 1 else ''}, {plan.slots} at a time, in {summary.seconds / 60:.1f} minutes{budget}; "
           f"sized by {plan.sized_by}")
     for m in summary.members:
         boosted = f", boosting weight {m.boosting_weight:.2f}" if m.boosting_weight is not None else ""

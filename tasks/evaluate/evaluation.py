@@ -80,6 +80,21 @@ def score_all(jobs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarr
     return results
 
 
+def choose_tta(model: EnsembleModel, val: Streamed, setting: bool | str, positive: int) -> tuple[bool, dict, np.ndarray]:
+    """Test-time flip or not: as configured, or (``auto``) whichever gives the members' mean the
+    better validation AUC, then loss. Returns the choice, each candidate's score, its member probabilities."""
+    candidates = [False, True] if setting == "auto" else [bool(setting)]
+    probs, scores = {}, {}
+    for tta in candidates:
+        model.card.preprocessing.tta_hflip = tta
+        probs[tta] = model.member_probs(val.batches())
+        mean = probs[tta].mean(axis=0)
+        scores[tta] = (np.nan_to_num(metrics.auc(mean, val.labels, positive), nan=-1.0),
+                       -float(-np.log(np.clip(mean[np.arange(len(val.labels)), val.labels], 1e-7, 1)).mean()))
+    chosen = max(candidates, key=lambda tta: (scores[tta], not tta))  # a tie keeps the plain image
+    return chosen, {str(tta).lower(): round(float(score[0]), 6) for tta, score in scores.items()}, probs[chosen]
+
+
 def evaluate(run: TrainedRun) -> Evaluation:
     """Fit the ensemble on validation, score everything, update the model card, write the report.
     The plots are also written to ``RUN_URI/report/``."""
@@ -91,8 +106,10 @@ def evaluate(run: TrainedRun) -> Evaluation:
     splits = {s: Streamed(info.dataset, s, info.classes, info.version, patients=True) for s in ("val", "test")}
     if not len(splits["test"]):
         raise ValueError(f"dataset {info.dataset} v{info.version} has no test rows to report on")
-    member_probs = {s: model.member_probs(split.batches()) for s, split in splits.items()}  # pixels streamed
     val = splits["val"]
+    tta, tta_scores, val_probs = choose_tta(model, val, evaluation.tta_hflip, positive)
+    model.card.preprocessing.tta_hflip = tta
+    member_probs = {"val": val_probs, "test": model.member_probs(splits["test"].batches())}  # pixels streamed
     boosting = [m.boosting_weight for m in model.card.members]
     fitted = ensemble.fit(member_probs["val"], val.labels, val.patients, positive, tuple(evaluation.combiners),
                           evaluation.temperature_scaling, evaluation.seed,
@@ -113,6 +130,7 @@ def evaluate(run: TrainedRun) -> Evaluation:
     doc = {
         "run_name": info.run.rstrip("/").rsplit("/", 1)[-1], "run": info.run, "classes": info.classes,
         "positive": positive, "ensemble": spec.model_dump(), "combiner_val_auc": candidates,
+        "tta_hflip": {"chosen": tta, "val_auc_of_the_members_mean": tta_scores},
         "bootstrap_resamples": evaluation.bootstrap_resamples,
         "sizes": {s: {"images": len(split), "patients": len(set(split.patients))} for s, split in splits.items()},
         "results": {name: results[name] for name in [ENSEMBLE, *[m.name for m in model.card.members]]},

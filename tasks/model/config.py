@@ -92,7 +92,8 @@ class EvaluationConfig(BaseModel):
 
     combiners: list[str] = Field(default_factory=lambda: list(COMBINERS), description="candidates; the best on validation wins")
     temperature_scaling: bool = Field(True, description="fit a temperature on validation")
-    tta_hflip: bool = Field(False, description="test-time augmentation: average over a left-right flip")
+    tta_hflip: bool | Literal["auto"] = Field("auto", description="test-time augmentation: average over a left-right "
+                                              "flip; auto: where it gives the better validation AUC (then loss)")
     bootstrap_resamples: int = Field(1000, ge=100, description="patient-level bootstrap resamples for the 95% CIs")
     positive_class: str | None = Field(None, description="binary tasks: the positive class (default: the one not named normal/negative)")
     seed: int = 0

@@ -95,7 +95,7 @@ def publish_model(info: RunInfo, config: EnsembleConfig, trained: list[MemberRec
     the model's lineage carries the run's plan (members, seeds, schedules)."""
     members = [record.member() for record in trained]
     card = ModelCard(classes=info.classes, members=members,
-                     preprocessing=Preprocessing(image_size=info.image_size, tta_hflip=config.evaluation.tta_hflip))
+                     preprocessing=Preprocessing(image_size=info.image_size, tta_hflip=config.evaluation.tta_hflip is True))
     model = info.folder.model
     lineage = storage.read_json(info.folder.lineage)
     lineage["finished"] = provenance.utc_now()

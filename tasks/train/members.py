@@ -171,6 +171,7 @@ def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
                                                  config.cpus_per_worker) for a in archs]
         speeds = dict(zip(archs, get_all(refs), strict=True))
     plan = plan_ensemble(config, per_epoch, info.split_sizes.get("val", 0), slots(config), speeds)
+    plan.slots = min(plan.slots, len(plan.members))  # members training at once
     storage.write_json(folder.plan, plan.model_dump(mode="json"))
     return plan
 

@@ -39,6 +39,15 @@ def test_ingest_then_info_and_export(corpus, ray_local, capfd):
                   "lower --workers or cpus_per_worker, or set RAY_ADDRESS to a cluster with room"
 
 
+def test_train_with_explicit_steps_says_what_it_spent(tmp_cwd, ray_local, capfd):
+    labels = good_corpus(str(tmp_cwd / "src"), n_patients=12, images_per_patient=2)
+    assert main(["ingest", str(tmp_cwd / "src"), "--labels", labels, "--dataset", "ds", "--image-size", "24"]) == 0
+    capfd.readouterr()
+    assert main(["train", "--dataset", "ds", "--run", "run", "--members", "1", "--steps", "3"]) == 0
+    out = capfd.readouterr().out  # the summary says what the run spent and what sized it
+    assert "trained 1 member, 1 at a time" in out and "sized by config" in out and "3 of 3 steps (3 epochs" in out
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -50,6 +59,8 @@ def test_ingest_then_info_and_export(corpus, ray_local, capfd):
         (["train", "--dataset", "ds", "--run", "run", "--config", "nope.yaml"], "No such file"),
         (["train", "--dataset", "ds", "--run", "run", "--config", "src/bad.yaml"], "unknown architecture(s) ['alexnet']"),
         (["train", "--dataset", "ds", "--run", "run", "--members", "0"], "members: Input should be greater than or equal to 1"),
+        (["train", "--dataset", "ds", "--run", "run", "--steps", "0"], "steps: Input should be greater than or equal to 1"),
+        (["train", "--dataset", "ds", "--run", "run", "--budget-minutes", "0"], "budget_minutes: Input should be greater than 0"),
         (["evaluate", "--run", "no-such-run"], "no trained model"),
         (["predict", "--model", "no-such-model", "src", "--out", "p.csv"], "no model at"),
         (["predict", "--model", "m", "no-such-source", "--out", "p.csv"], "source not found"),

@@ -51,7 +51,13 @@ def test_boosted_members_train_in_sequence_on_reweighted_rows_and_combine_with_t
     weights = steps[0]["next_weights"]
     assert abs(sum(weights) - 1) < 1e-6 and (max(weights) > min(weights) or steps[0]["error"] <= 1e-3)
     result = evaluate_flow(EvaluateParams(run=run.uri))
-    assert "boosted" in json.loads(open(run.metrics).read())["combiner_val_auc"]
+    doc = json.loads(open(run.metrics).read())
+    assert "boosted" in doc["combiner_val_auc"]
+    tta = doc["tta_hflip"]  # auto: both candidates scored on validation, the better one kept for predict
+    assert set(tta["val_auc_of_the_members_mean"]) == {"false", "true"}
+    from tasks.model import store as model_store
+
+    assert model_store.load_card(run.model.uri).preprocessing.tta_hflip is tta["chosen"]
     assert result.test.point["auc"] > 0.7
 
 
@@ -74,3 +80,14 @@ def test_the_same_dataset_version_config_and_seed_give_the_same_model(dataset):
     train_flow(TrainParams(dataset=uri, run=other.uri, config=config.model_copy(update={"seed": 5, "members": 1})))
     a, c = load_weights(runs[0].model.weights("member-0")), load_weights(other.model.weights("member-0"))
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_pretraining_runs_on_ray_on_every_split_and_the_members_fine_tune_from_it(dataset):
+    root, uri = dataset
+    config = EnsembleConfig.model_validate({"members": 1, "architectures": ["seed_cnn"], "train": {"epochs": 1},
+                                            "pretrain": {"enabled": True, "steps": 10, "batch_size": 16}})
+    run = RunFolder(str(root / "pretrained"))
+    summary = train_flow(TrainParams(dataset=uri, run=run.uri, config=config))
+    record = storage.read_json(run.pretrained_record("seed_cnn"))
+    assert record["images"] == 30 * 4 and len(record["losses"]) == 10  # all splits' images, no label read
+    assert storage.exists(run.pretrained("seed_cnn")) and summary.members[0].steps_run > 0
