@@ -4,6 +4,7 @@ every member trained (concurrently where there is room; in sequence when boostin
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -13,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from tasks.core import storage
 from tasks.core.cluster import cluster_address, ensure_ray, get_all, wait_any
+from tasks.data import dataset
 from tasks.data.samples import Share, Streamed, steps_per_epoch
 from tasks.model import store as model_store
 from tasks.model.architectures import build_model
@@ -162,7 +164,9 @@ def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
     train = config.train
     use_gpu = gpus_available()
     loader_workers = train.loader_workers if train.loader_workers is not None else (4 if use_gpu else 0)
-    per_epoch = steps_per_epoch(info.split_sizes.get("train", 0), train.batch_size, config.workers, loader_workers)
+    sizes = info.split_sizes or dict(Counter(dataset.read_version(info.dataset, info.version, columns=["split"])
+                                             .column("split").to_pylist()))  # a run prepared before sizes were recorded
+    per_epoch = steps_per_epoch(sizes.get("train", 0), train.batch_size, config.workers, loader_workers)
     speeds = None
     if train.budget_minutes and not (config.members and (train.epochs or train.steps)):
         archs = sorted({p.architecture for p in config.plans()})
@@ -170,7 +174,7 @@ def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
         refs = [_speed.options(**options).remote(a, info.image_size, train.batch_size, len(info.classes),
                                                  config.cpus_per_worker) for a in archs]
         speeds = dict(zip(archs, get_all(refs), strict=True))
-    plan = plan_ensemble(config, per_epoch, info.split_sizes.get("val", 0), slots(config), speeds)
+    plan = plan_ensemble(config, per_epoch, sizes.get("val", 0), slots(config), speeds)
     plan.slots = min(plan.slots, len(plan.members))  # members training at once
     storage.write_json(folder.plan, plan.model_dump(mode="json"))
     return plan
