@@ -25,7 +25,7 @@ from tasks.model.store import MemberRecord
 from tasks.train.boosting import BoostingStep, samme_step, uniform
 from tasks.train.loop import predict_proba
 from tasks.train.planning import EnsemblePlan, measure_seconds_per_step, plan_ensemble
-from tasks.train.pretrain import pretrain
+from tasks.train.pretrain import simclr
 from tasks.train.worker import TrainJob, checkpoint_state, gpus_available, train_member
 
 
@@ -131,10 +131,11 @@ def slots(config: EnsembleConfig) -> int:
 @ray.remote
 def _pretrain(info: RunInfo, architecture: str, config: EnsembleConfig) -> None:
     """One architecture's self-supervised weights (and its losses) into the run folder."""
-    torch.set_num_threads(config.cpus_per_worker)
+    # no torch global here: cloudpickle would take the name "classes" (info.classes) for the
+    # submodule torch.classes, which cannot be pickled
     images = Streamed(info.dataset, None, info.classes, info.version, shuffle_buffer=config.train.shuffle_buffer)
     started = time.time()
-    state, losses = pretrain(architecture, images, config.pretrain, config.seed)
+    state, losses = simclr(architecture, images, config.pretrain, config.seed, threads=config.cpus_per_worker)
     run = RunFolder(info.run)
     model_store.save_weights(run.pretrained(architecture), state)
     storage.write_json(run.pretrained_record(architecture), {"images": len(images), "steps": config.pretrain.steps,

@@ -46,9 +46,12 @@ def _view_pairs(samples: Samples, config: PretrainConfig, seed: int) -> Iterator
         epoch += 1
 
 
-def pretrain(architecture: str, samples: Samples, config: PretrainConfig, seed: int = 0,
-             device: torch.device | None = None) -> tuple[dict, list[float]]:
-    """The pretrained network's state dict and its loss every tenth of the run."""
+def simclr(architecture: str, samples: Samples, config: PretrainConfig, seed: int = 0,
+           device: torch.device | None = None, threads: int = 0) -> tuple[dict, list[float]]:
+    """The pretrained network's state dict and its loss every tenth of the run (``threads``: torch
+    CPU threads, 0 keeps torch's default)."""
+    if threads:
+        torch.set_num_threads(threads)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if len(samples) < config.batch_size:
         raise ValueError(f"pretraining needs at least batch_size={config.batch_size} images; the dataset has {len(samples)}")

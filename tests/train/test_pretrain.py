@@ -9,7 +9,7 @@ import torch
 from tasks.data.samples import InMemory
 from tasks.model.architectures import build_model
 from tasks.model.config import PretrainConfig
-from tasks.train.pretrain import nt_xent, pretrain
+from tasks.train.pretrain import nt_xent, simclr
 from tasks.train.weights import load_initial_weights
 from tests.train.test_train_loop import SIZE, lesion_set
 
@@ -26,7 +26,7 @@ def test_pretraining_learns_without_labels_and_members_start_from_it(tmp_path):
     images, _ = lesion_set(96, 0)
     unlabelled = InMemory(images, np.full(len(images), -1))  # no label is read
     config = PretrainConfig(steps=40, batch_size=16)
-    state, losses = pretrain("seed_cnn", unlabelled, config, seed=0)
+    state, losses = simclr("seed_cnn", unlabelled, config, seed=0)
     assert len(losses) == 10 and losses[-1] < losses[0]
     path = tmp_path / "pretrained.pt"
     torch.save(state, path)
