@@ -60,6 +60,13 @@ def auc(probs: np.ndarray, labels: np.ndarray, positive: int, weight: np.ndarray
     return float(roc_auc_score(labels, probs, multi_class="ovr", labels=list(range(probs.shape[1])), sample_weight=weight))
 
 
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true classes (unweighted)."""
+    if not len(labels):
+        return float("nan")
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1)).mean())
+
+
 def _ece(probs: np.ndarray, labels: np.ndarray, positive: int) -> float:
     p, y = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32)), torch.from_numpy(labels)
     if probs.shape[1] == 2:

@@ -89,8 +89,7 @@ def choose_tta(model: EnsembleModel, val: Streamed, setting: bool | str, positiv
         model.card.preprocessing.tta_hflip = tta
         probs[tta] = model.member_probs(val.batches())
         mean = probs[tta].mean(axis=0)
-        scores[tta] = (np.nan_to_num(metrics.auc(mean, val.labels, positive), nan=-1.0),
-                       -float(-np.log(np.clip(mean[np.arange(len(val.labels)), val.labels], 1e-7, 1)).mean()))
+        scores[tta] = (np.nan_to_num(metrics.auc(mean, val.labels, positive), nan=-1.0), -metrics.log_loss(mean, val.labels))
     chosen = max(candidates, key=lambda tta: (scores[tta], not tta))  # a tie keeps the plain image
     return chosen, {str(tta).lower(): round(float(score[0]), 6) for tta, score in scores.items()}, probs[chosen]
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tasks.core.metrics import auc
+from tasks.core.metrics import auc, log_loss
 from tasks.data.samples import Samples, Share
 from tasks.model.architectures import build_model
 from tasks.model.config import TrainConfig
@@ -79,13 +79,6 @@ def predict_proba(model: nn.Module, loader: DataLoader, device: torch.device) ->
         probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         labels.append(y.numpy())
     return Scored(np.concatenate(probs), np.concatenate(labels))
-
-
-def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true classes (unweighted)."""
-    if not len(labels):
-        return float("nan")
-    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1)).mean())
 
 
 def auc_tolerance(labels: np.ndarray, value: float) -> float:
