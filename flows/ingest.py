@@ -14,10 +14,11 @@ from flows.cancellation import STOPPABLE
 from flows.retry import IO_RETRIES, QUIET
 from flows.uris import Uri
 from tasks.data import dataset
+from tasks.data.schema import Geometry
 from tasks.data.splits import SplitFractions, audit
 from tasks.dicom.header import Limits
 from tasks.ingest import deid, fingerprints, geometry
-from tasks.ingest.batch import KnownDigests
+from tasks.ingest.batch import KnownDigests, VolumeOptions
 from tasks.ingest.decode import Decoded, decode_all
 from tasks.ingest.geometry import GeometryChoice
 from tasks.ingest.labels import Plan, plan
@@ -33,8 +34,13 @@ class IngestParams(BaseModel):
     labels: Uri = Field(description="labels CSV: columns path, label[, split]")
     dataset: Uri = Field(description="dataset location (Delta table)")
     rejects: Uri = Field("rejects.csv", description="where to write path,reason,detail for refused inputs (outside the dataset)")
-    image_size: int | None = Field(None, ge=8, le=2048, description="stored images are image_size x image_size (letterboxed); "
-                                   "default: the dataset's own, or for a new dataset the sources' size, at most 128")
+    image_size: int | None = Field(None, ge=8, le=2048, description="stored images are image_size x image_size (letterboxed; "
+                                   "volumes: image_size cubed); default: the dataset's own, or for a new dataset the "
+                                   "sources' size, at most 128 (volumes: 64)")
+    volumes: bool | None = Field(None, description="True: CSV paths name series (folders or multi-frame files) and the "
+                                 "dataset holds volumes; False: images; default: the dataset's own kind (new: images)")
+    window: tuple[float, float] | None = Field(None, description="volumes: window center, width in modality units "
+                                               "(e.g. Hounsfield) for every series, instead of each series' own first window")
     seed: int = Field(0, description="seed of the patient-level split")
     train_fraction: float = Field(0.7, ge=0, le=1)
     val_fraction: float = Field(0.15, ge=0, le=1)
@@ -52,9 +58,17 @@ class IngestParams(BaseModel):
         return self
 
 
+def ingests_volumes(params: IngestParams) -> bool:
+    """Whether this ingest reads series: asked for, or the existing dataset's kind."""
+    if params.volumes is not None:
+        return params.volumes
+    existing = dataset.existing_geometry(params.dataset)
+    return bool(existing and existing.volumes)
+
+
 @task(**IO_RETRIES, **QUIET)
 def plan_inputs(params: IngestParams) -> Plan:
-    return plan(params.source, params.labels)
+    return plan(params.source, params.labels, volumes=ingests_volumes(params))
 
 
 @task(**IO_RETRIES, **QUIET)
@@ -70,19 +84,21 @@ def read_fingerprints(params: IngestParams) -> dict[str, str]:
 @task(**IO_RETRIES, **QUIET)
 def choose_geometry(params: IngestParams, work: Plan) -> GeometryChoice:
     """Before anything is decoded: the dataset's geometry, checked against the one asked for."""
-    return geometry.choose(params.dataset, params.image_size, params.source, work.items)
+    return geometry.choose(params.dataset, params.image_size, params.source, work.items, params.volumes)
 
 
 @task(**QUIET)
-def decode_on_ray(params: IngestParams, work: Plan, index, cache: dict[str, str], image_size: int) -> Decoded:
-    """Decode what is new; files unchanged since an earlier ingest (by fingerprint) are not read."""
+def decode_on_ray(params: IngestParams, work: Plan, index, cache: dict[str, str], geometry: Geometry) -> Decoded:
+    """Decode what is new; files (series) unchanged since an earlier ingest (by fingerprint) are not read."""
     limits = Limits(max_file_bytes=params.max_file_bytes, max_pixels=params.max_pixels)
+    volume = VolumeOptions(window=params.window) if geometry.volumes else None
     known = KnownDigests(index.column("source_sha256").to_pylist())
     key = deid.load_pseudonym_key()
     split = fingerprints.split_unchanged(work.items, cache, known, key)
-    with tqdm(total=len(work.items), unit="file", desc="decoding", disable=not sys.stderr.isatty()) as bar:
+    unit = "series" if volume else "file"
+    with tqdm(total=len(work.items), unit=unit, desc="decoding", disable=not sys.stderr.isatty()) as bar:
         bar.update(len(work.items) - len(split.to_read))
-        decoded = decode_all(params.source, split.to_read, known, key, image_size, limits, bar.update)
+        decoded = decode_all(params.source, split.to_read, known, key, geometry.image_size, limits, bar.update, volume)
     decoded.results.append(split.unchanged)
     decoded.tables.append(None)
     decoded.not_read = len(split.unchanged.unchanged)
@@ -121,14 +137,14 @@ def ingest_flow(params: IngestParams) -> IngestSummary:
     logger = get_run_logger()
     work = plan_inputs(params)
     index = read_dataset_index(params.dataset)
-    logger.info("%d labelled files to consider, %d refused before decoding", len(work.items), len(work.rejects))
+    logger.info("%d labelled inputs to consider, %d refused before decoding", len(work.items), len(work.rejects))
     # quote(): large values pass between tasks as they are, without Prefect walking every element
     choice = choose_geometry(params, quote(work))
     cache = read_fingerprints(params)
-    decoded = decode_on_ray(params, quote(work), quote(index), quote(cache), choice.geometry.image_size)
+    decoded = decode_on_ray(params, quote(work), quote(index), quote(cache), choice.geometry)
     outcome = decide_outcomes(params, quote(work), quote(decoded), quote(index))
     summary = summarize(work, decoded, outcome)
-    summary.image_size, summary.image_size_note = choice.geometry.image_size, choice.note
+    summary.kind, summary.image_size, summary.image_size_note = choice.geometry.kind, choice.geometry.image_size, choice.note
     version = publish(params, quote(decoded), quote(outcome), summary, dataset.index_version(index), choice)
     save_rejects(params, quote(work), quote(outcome))
     save_fingerprints(params, quote(work), quote(decoded), quote(cache))

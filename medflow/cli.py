@@ -23,6 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--rejects", default="rejects.csv", help="CSV for refused inputs (default ./rejects.csv)")
     ingest.add_argument("--image-size", type=int, help="stored images are N x N (default: the dataset's; a new "
                         "dataset takes the sources' size, at most 128)")
+    kind = ingest.add_mutually_exclusive_group()
+    kind.add_argument("--volumes", action="store_const", const=True, help="CSV paths name series folders or multi-frame "
+                      "files; a new dataset holds N x N x N volumes (default N 64). Later ingests need no flag")
+    kind.add_argument("--images", dest="volumes", action="store_const", const=False,
+                      help="refuse unless the dataset holds 2-D images (the default kind of a new dataset)")
+    ingest.add_argument("--window", help="volumes: CENTER,WIDTH in modality units (e.g. 40,400 HU) for every series "
+                        "(default: each series' own first window)")
     ingest.add_argument("--seed", type=int, default=0, help="seed of the patient-level split")
     ingest.add_argument("--split-fractions", default="0.7,0.15,0.15", help="train,val,test fractions")
     ingest.add_argument("--allow-split-leakage", action="store_true",

@@ -31,10 +31,23 @@ def _fractions(text: str) -> dict[str, float]:
     return {"train_fraction": train, "val_fraction": val, "test_fraction": test}
 
 
+def _window(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        center, width = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--window must be CENTER,WIDTH like 40,400, got {text!r}") from None
+    if width < 1:
+        raise ValueError(f"--window width must be at least 1, got {width:g}")
+    return center, width
+
+
 def ingest(args: argparse.Namespace) -> int:
     params = IngestParams(
         source=args.source, labels=args.labels, dataset=args.dataset, rejects=args.rejects,
-        image_size=args.image_size, seed=args.seed, allow_split_leakage=args.allow_split_leakage, rehash=args.rehash,
+        image_size=args.image_size, volumes=args.volumes, window=_window(args.window), seed=args.seed,
+        allow_split_leakage=args.allow_split_leakage, rehash=args.rehash,
         **_fractions(args.split_fractions),
     )
     preflight(params)
@@ -49,8 +62,13 @@ def preflight(params: IngestParams) -> None:
     read_labels(params.labels)
     if not storage.exists(params.source):
         raise ValueError(f"source not found: {params.source}")
-    if params.image_size is not None:  # another size than the dataset's: refused before anything is decoded
-        dataset.check_geometry(params.dataset, Geometry(image_size=params.image_size))
+    existing = dataset.existing_geometry(params.dataset)
+    if existing is not None and (params.image_size is not None or params.volumes is not None):
+        kind = existing.kind if params.volumes is None else ("volume3d" if params.volumes else "image2d")
+        size = params.image_size if params.image_size is not None else existing.image_size
+        dataset.check_geometry(params.dataset, Geometry(kind=kind, image_size=size), existing)  # before decoding anything
+    if params.window is not None and not (params.volumes or (params.volumes is None and existing and existing.volumes)):
+        raise ValueError("--window applies to volume datasets only (ingest with --volumes)")
 
 
 def dataset_info(args: argparse.Namespace) -> int:

@@ -15,13 +15,18 @@ if TYPE_CHECKING:  # types only: the data commands must not import torch, MONAI 
 
 
 def print_ingest(summary: IngestSummary, dataset_uri: str, rejects_uri: str) -> None:
-    print(f"dataset {dataset_uri}: version {summary.version}, images {summary.image_size}x{summary.image_size}")
+    size, volumes = summary.image_size, summary.kind == "volume3d"
+    print(f"dataset {dataset_uri}: version {summary.version}, " +
+          (f"volumes {size}x{size}x{size}" if volumes else f"images {size}x{size}"))
     if summary.image_size_note:
         print(f"  note: {summary.image_size_note}")
     print(f"  inputs {summary.inputs}, added {summary.added}, unchanged {summary.unchanged} "
           f"({summary.unchanged_not_read} known by fingerprint, not read), rejected {summary.rejected}")
     for reason, count in summary.rejected_by_reason.items():
         print(f"    {reason}: {count}")
+    if summary.dropped_from_series:
+        left_out = ", ".join(f"{n} {kind}" for kind, n in summary.dropped_from_series.items())
+        print(f"  files left out of their series' volume: {left_out}")
     if summary.relabelled_not_applied:
         print(f"  note: {summary.relabelled_not_applied} already-ingested images have a new label in the CSV; "
               "labels of ingested images are not rewritten")

@@ -30,6 +30,16 @@ class Reason(StrEnum):
     INVALID_LABEL_ROW = "invalid_label_row"
     CONFLICTING_LABELS = "conflicting_labels"
     INTERNAL_ERROR = "internal_error"
+    # series (volume datasets): the series folder or multi-frame file is refused as a whole
+    NOT_A_SERIES = "not_a_series"
+    SEVERAL_SERIES = "several_series"
+    TOO_FEW_SLICES = "too_few_slices"
+    NO_POSITION = "no_position"
+    MISSING_SLICE = "missing_slice"
+    DUPLICATE_POSITION = "duplicate_position"
+    MIXED_GEOMETRY = "mixed_geometry"
+    SEVERAL_PATIENTS = "several_patients"
+    GANTRY_TILT = "gantry_tilt"
 
     @property
     def description(self) -> str:
@@ -57,7 +67,21 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.INVALID_LABEL_ROW: "labels row with an empty label or an unknown split",
     Reason.CONFLICTING_LABELS: "the same path is listed more than once with different labels or splits",
     Reason.INTERNAL_ERROR: "unexpected error while processing this file",
+    Reason.NOT_A_SERIES: "no image slice of a volume in the series folder or file",
+    Reason.SEVERAL_SERIES: "the folder holds slices of more than one Series Instance UID",
+    Reason.TOO_FEW_SLICES: "fewer than 2 slices in the series",
+    Reason.NO_POSITION: "a slice or frame without Image Position or Image Orientation (Patient)",
+    Reason.MISSING_SLICE: "a gap in the slice positions (a slice is missing)",
+    Reason.DUPLICATE_POSITION: "two slices at one position",
+    Reason.MIXED_GEOMETRY: "slices differ in Rows/Columns or Pixel Spacing",
+    Reason.SEVERAL_PATIENTS: "slices of more than one patient",
+    Reason.GANTRY_TILT: "slices are not stacked along their normal (gantry tilt); not resampled",
 }
+
+
+SERIES_REASONS = frozenset({Reason.NOT_A_SERIES, Reason.SEVERAL_SERIES, Reason.TOO_FEW_SLICES, Reason.NO_POSITION,
+                            Reason.MISSING_SLICE, Reason.DUPLICATE_POSITION, Reason.MIXED_GEOMETRY,
+                            Reason.SEVERAL_PATIENTS, Reason.GANTRY_TILT})  # refuse a whole series, never a file
 
 
 class Rejection(Exception):

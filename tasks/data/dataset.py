@@ -19,7 +19,7 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from tasks.core import storage
-from tasks.data.schema import SCHEMA, Geometry, geometry_of, table_schema
+from tasks.data.schema import SCHEMA, Geometry, geometry_of, schema_for, table_schema
 from tasks.data.splits import audit
 
 INDEX_COLUMNS = ["image_key", "patient_key", "label", "split", "source_sha256", "pixels_sha256"]
@@ -102,9 +102,14 @@ def check_geometry(uri: str, requested: Geometry, existing: Geometry | None = No
     """Refuse, before anything is decoded, an ingest whose images would not match the dataset's
     (``existing``: the dataset's geometry when the caller has read it already)."""
     existing = existing or existing_geometry(uri)
+    if existing is not None and existing.kind != requested.kind:
+        flag = "--volumes" if requested.volumes else "--images"
+        raise GeometryMismatchError(
+            f"dataset {uri} holds {existing.describe()}; {flag} would mix images and volumes in one dataset "
+            f"(omit {flag}, or use a new --dataset)")
     if existing is not None and existing != requested:
         raise GeometryMismatchError(
-            f"dataset {uri} stores {existing.image_size}x{existing.image_size} images; --image-size {requested.image_size} "
+            f"dataset {uri} stores {existing.describe()}; --image-size {requested.image_size} "
             "would mix sizes in one dataset (omit --image-size, or use a new --dataset)")
 
 
@@ -125,9 +130,10 @@ def write_part(uri: str, rows: pa.Table) -> dict:
     commit never happens stays invisible to readers.
     """
     name = f"part-{uuid.uuid4().hex}.parquet"
-    columns = [c for c in SCHEMA.names if c != "pixels"]  # no dictionary or min/max for pixel blobs
+    schema = schema_for("volume3d" if "depth" in rows.column_names else "image2d")
+    columns = [c for c in schema.names if c not in ("pixels", "spacing", "resampled_spacing")]  # no stats for blobs, lists
     sink = pa.BufferOutputStream()
-    pq.write_table(rows.select(SCHEMA.names).cast(SCHEMA), sink, compression="lz4",
+    pq.write_table(rows.select(schema.names).cast(schema), sink, compression="lz4",
                    use_dictionary=columns, write_statistics=columns)
     data = sink.getvalue().to_pybytes()
     storage.write_bytes_atomic(storage.join(_uri(uri), name), data)
@@ -216,11 +222,12 @@ def export(uri: str, out: str, version: int | None = None) -> int:
     """Write one version as a single Parquet file at ``out`` (published atomically); return rows."""
     table = open_table(uri, version)
     dataset = table.to_pyarrow_dataset()
+    schema = schema_for(table_geometry(table, uri).kind)
     sink = pa.BufferOutputStream()
     rows = 0
-    with pq.ParquetWriter(sink, SCHEMA) as writer:
+    with pq.ParquetWriter(sink, schema) as writer:
         for batch in dataset.to_batches(batch_size=1024):
-            writer.write_batch(batch.select(SCHEMA.names))
+            writer.write_batch(batch.select(schema.names).cast(schema))
             rows += batch.num_rows
     storage.write_bytes_atomic(out, sink.getvalue().to_pybytes())
     return rows

@@ -40,6 +40,15 @@ def stored_pixels(ds: Dataset, header: ImageHeader | None = None) -> np.ndarray:
         raise Rejection("decode_failed", f"(7FE0,0010) could not be decoded ({type(exc).__name__})") from None
 
 
+def stored_frames(ds: Dataset, header: ImageHeader) -> np.ndarray:
+    """Every frame's stored values (frames x rows x columns), masked and sign-extended like ``stored_pixels``."""
+    try:
+        values = ds.pixel_array
+    except Exception as exc:
+        raise Rejection("decode_failed", f"(7FE0,0010) could not be decoded ({type(exc).__name__})") from None
+    return values.reshape(header.frames, header.rows, header.columns)
+
+
 def has_voi(ds: Dataset) -> bool:
     return "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
 

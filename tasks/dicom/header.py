@@ -43,6 +43,8 @@ class Limits:
     max_file_bytes: int = 1 << 30  # files larger than this are not read at all
     max_pixels: int = 1 << 26  # Rows x Columns (64 Mpx)
     max_decoded_bytes: int = 1 << 28  # declared decoded size, all frames and samples
+    max_slices: int = 2048  # slices (files or frames) of one series
+    max_volume_bytes: int = 1 << 30  # a series' declared decoded size, all slices
 
 
 def looks_like_dicom(data: bytes) -> bool:
@@ -130,8 +132,9 @@ class ImageHeader:
         )
 
 
-def validate(ds: Dataset, limits: Limits) -> ImageHeader:
-    """Refuse what cannot or must not be decoded, before any pixel is allocated."""
+def validate(ds: Dataset, limits: Limits, frames: bool = False) -> ImageHeader:
+    """Refuse what cannot or must not be decoded, before any pixel is allocated (``frames``: a
+    multi-frame file is a volume, not a refusal)."""
     sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
     if "DirectoryRecordSequence" in ds or sop_class.startswith(NON_IMAGE_SOP_PREFIXES):
         raise Rejection("not_an_image", f"(0008,0016) SOP Class UID {sop_class} is not an image")
@@ -141,12 +144,12 @@ def validate(ds: Dataset, limits: Limits) -> ImageHeader:
     declared = h.rows * h.columns * h.samples * h.frames * max(h.bits_allocated // 8, 1)
     if h.rows * h.columns > limits.max_pixels or declared > limits.max_decoded_bytes:
         raise Rejection("too_large", f"(0028,0010)x(0028,0011) {h.rows}x{h.columns}x{h.frames} frames over the limit")
-    if h.frames > 1:
+    if h.frames > 1 and not frames:
         raise Rejection("multi_frame", f"(0028,0008) Number of Frames is {h.frames}, expected 1")
     if h.samples != 1 or not h.photometric.startswith("MONOCHROME"):
         raise Rejection("colour", f"(0028,0004) Photometric Interpretation {h.photometric} is not MONOCHROME1/2")
     if h.syntax in _NATIVE_SYNTAXES:
-        expected = (h.rows * h.columns * h.bits_allocated + 7) // 8
+        expected = (h.rows * h.columns * h.frames * h.bits_allocated + 7) // 8
         actual = len(ds.PixelData)
         if actual < expected:
             raise Rejection("pixel_data_size_mismatch", f"(7FE0,0010) has {actual} bytes, expected {expected}")

@@ -7,6 +7,7 @@ turned into keyed pseudonyms here, inside the worker; nothing identifying is ret
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
@@ -15,10 +16,12 @@ import pyarrow as pa
 
 from tasks.core import storage
 from tasks.core.refusals import Reason, RefusedItem, Rejection
-from tasks.data.schema import STAGED_SCHEMA
+from tasks.data.schema import STAGED_SCHEMA, VOLUME_STAGED_SCHEMA
 from tasks.dicom.decode import decode
 from tasks.dicom.header import Limits
+from tasks.dicom.series import assemble
 from tasks.dicom.source import read_source
+from tasks.dicom.volume import display_volume, resample
 from tasks.ingest import deid
 from tasks.ingest.labels import Item
 
@@ -50,6 +53,7 @@ class BatchResult:
     keys: list[RowKeys] = field(default_factory=list)  # one per table row
     unchanged: list[Unchanged] = field(default_factory=list)  # already in the dataset
     rejects: list[RefusedItem] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)  # series files left out of volumes, by kind
 
 
 class KnownDigests:
@@ -96,6 +100,47 @@ def image_row(data: bytes, sha: str, label: str, key: bytes, image_size: int, li
     }
 
 
+@dataclass(frozen=True)
+class VolumeOptions:
+    """How series become volumes: the window (center, width in modality units) instead of the series' own."""
+
+    window: tuple[float, float] | None = None
+
+
+def series_sha256(files: list[bytes]) -> str:
+    """A series' identity: SHA-256 over the sorted SHA-256s of its files."""
+    return hashlib.sha256("".join(sorted(hashlib.sha256(d).hexdigest() for d in files)).encode()).hexdigest()
+
+
+def volume_row(files: list[bytes], sha: str, label: str, key: bytes, size: int, options: VolumeOptions,
+               limits: Limits) -> tuple[dict, Counter]:
+    """Assemble one series into a dataset row (allowlisted fields only), and what was left out of it."""
+    series = assemble(files, limits)
+    pixels, voxel = resample(display_volume(series, options.window), series.spacing, size)
+    first = series.planes[0]
+    image_key = deid.pseudonym(key, "series", series.series_uid or f"sha:{sha}")
+    return {
+        "image_key": image_key,
+        "patient_key": deid.pseudonym(key, "patient", series.patient_id) if series.patient_id
+        else deid.pseudonym(key, "patient-of-image", image_key),
+        "label": label,
+        "depth": size, "height": size, "width": size,
+        "pixels": pixels.tobytes(),
+        "source_sha256": sha,
+        "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
+        "modality": deid.safe_modality(series.modality),
+        "slices": len(series.planes),
+        "dropped_files": sum(series.dropped.values()),
+        "spacing": [float(v) for v in series.spacing],
+        "resampled_spacing": [voxel] * 3,
+        "photometric_interpretation": deid.safe_photometric(first.header.photometric),
+        "bits_stored": first.header.bits_stored,
+        "original_height": first.header.rows,
+        "original_width": first.header.columns,
+        "transfer_syntax": deid.safe_transfer_syntax(first.header.syntax),
+    }, series.dropped
+
+
 def process_batch(
     source: str,
     items: list[Item],
@@ -103,18 +148,28 @@ def process_batch(
     key: bytes,
     image_size: int,
     limits: Limits = Limits(),
+    volume: VolumeOptions | None = None,
 ) -> BatchResult:
-    """Process files one by one; a bad file becomes a refusal, never an exception."""
+    """Process files (``volume``: series) one by one; a bad one becomes a refusal, never an exception."""
     rows: list[dict] = []
-    result = BatchResult(table=STAGED_SCHEMA.empty_table())
+    schema = STAGED_SCHEMA if volume is None else VOLUME_STAGED_SCHEMA
+    result = BatchResult(table=schema.empty_table())
     for item in items:
         try:
-            data = read_source(storage.join(source, *item.path.split("/")), item.size, limits)
-            sha = hashlib.sha256(data).hexdigest()
+            if volume is None:
+                data = read_source(storage.join(source, *item.path.split("/")), item.size, limits)
+                sha = hashlib.sha256(data).hexdigest()
+            else:
+                files = [read_source(storage.join(source, *path.split("/")), size, limits) for path, size in item.files]
+                sha = series_sha256(files)
             if sha in known_sha:
                 result.unchanged.append(Unchanged(item.index, sha))
                 continue
-            row = image_row(data, sha, item.label, key, image_size, limits)
+            if volume is None:
+                row = image_row(data, sha, item.label, key, image_size, limits)
+            else:
+                row, dropped = volume_row(files, sha, item.label, key, image_size, volume, limits)
+                result.dropped.update(dropped)
             rows.append(row)
             result.index.append(item.index)
             result.keys.append(RowKeys(row["image_key"], row["patient_key"], sha, row["pixels_sha256"]))
@@ -123,6 +178,6 @@ def process_batch(
         except Exception as exc:  # a decoder bug must not stop the run; the type name carries no PHI
             result.rejects.append(RefusedItem(item.index, Reason.INTERNAL_ERROR, type(exc).__name__))
     if rows:
-        result.table = pa.Table.from_pydict({name: [row[name] for row in rows] for name in STAGED_SCHEMA.names},
-                                            schema=STAGED_SCHEMA)  # columnar: several times faster than from_pylist
+        result.table = pa.Table.from_pydict({name: [row[name] for row in rows] for name in schema.names},
+                                            schema=schema)  # columnar: several times faster than from_pylist
     return result

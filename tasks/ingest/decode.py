@@ -14,13 +14,13 @@ import ray
 from tasks.core.cluster import batch_size_for, bounded, cluster_cpus, ensure_ray, isolate_crashes
 from tasks.core.refusals import Reason, RefusedItem
 from tasks.dicom.header import Limits
-from tasks.ingest.batch import BatchResult, KnownDigests, process_batch
+from tasks.ingest.batch import BatchResult, KnownDigests, VolumeOptions, process_batch
 from tasks.ingest.labels import Item
 
 
 @ray.remote(num_cpus=1, max_retries=2, num_returns=2)
-def _batch_task(source, items, known_sha, key, image_size, limits):
-    result = process_batch(source, items, known_sha, key, image_size, limits)
+def _batch_task(source, items, known_sha, key, image_size, limits, volume):
+    result = process_batch(source, items, known_sha, key, image_size, limits, volume)
     table, result.table = result.table, None
     return result, table
 
@@ -42,19 +42,22 @@ def decode_all(
     image_size: int,
     limits: Limits = Limits(),
     on_progress: Callable[[int], None] | None = None,
+    volume: VolumeOptions | None = None,
 ) -> Decoded:
-    """Decode every item on Ray; a file whose decoder kills its worker is quarantined (``decode_failed``)."""
+    """Decode every item (``volume``: every series) on Ray; a file whose decoder kills its worker is
+    quarantined (``decode_failed``)."""
     if not items:
         return Decoded()
     ensure_ray()
     workers = cluster_cpus()
-    size = batch_size_for(len(items), workers)
+    size = batch_size_for(len(items), workers) if volume is None else \
+        batch_size_for(len(items), workers, largest=4, smallest=1)  # a task assembles whole series, few at a time
     known_ref = ray.put(known_sha)
     key_ref = ray.put(key)
     decoded = Decoded()
 
     def submit(batch: list[Item], retries: int = 2) -> tuple:
-        return _batch_task.options(max_retries=retries).remote(source, batch, known_ref, key_ref, image_size, limits)
+        return _batch_task.options(max_retries=retries).remote(source, batch, known_ref, key_ref, image_size, limits, volume)
 
     def fetch(refs: tuple) -> list[tuple[BatchResult, ray.ObjectRef]]:
         return [(ray.get(refs[0]), refs[1])]

@@ -11,7 +11,7 @@ import pydicom
 
 from tasks.core import storage
 from tasks.data import dataset
-from tasks.data.schema import DEFAULT_IMAGE_SIZE, Geometry
+from tasks.data.schema import DEFAULT_IMAGE_SIZE, DEFAULT_VOLUME_SIZE, Geometry
 from tasks.ingest.labels import Item
 
 SAMPLE = 8  # files whose headers are read to find the native size
@@ -47,15 +47,20 @@ def _native_size(source: str, items: list[Item], sample: int = SAMPLE) -> tuple[
     return (max(sizes), len(sizes)) if sizes else None
 
 
-def choose(dataset_uri: str, requested: int | None, source: str, items: list[Item]) -> GeometryChoice:
-    """The geometry of this ingest; raises ``GeometryMismatchError`` for a size the dataset does not have."""
-    if requested is not None:
-        wanted = Geometry(image_size=requested)
-        dataset.check_geometry(dataset_uri, wanted)
-        return GeometryChoice(wanted)
+def choose(dataset_uri: str, requested: int | None, source: str, items: list[Item],
+           volumes: bool | None = None) -> GeometryChoice:
+    """The geometry of this ingest; raises ``GeometryMismatchError`` for a size or kind the dataset does
+    not have. ``volumes``: None follows the dataset (a new one holds images), True/False ask for a kind."""
     existing = dataset.existing_geometry(dataset_uri)
-    if existing is not None:
-        return GeometryChoice(existing)
+    kind = ("volume3d" if volumes else "image2d") if volumes is not None else (existing.kind if existing else "image2d")
+    if requested is not None or existing is not None:
+        wanted = Geometry(kind=kind, image_size=requested if requested is not None else existing.image_size)
+        dataset.check_geometry(dataset_uri, wanted, existing)
+        return GeometryChoice(wanted)
+    if kind == "volume3d":
+        return GeometryChoice(Geometry(kind=kind, image_size=DEFAULT_VOLUME_SIZE),
+                              f"new volume dataset: {DEFAULT_VOLUME_SIZE}^3 voxels (the default); "
+                              "pass --image-size to choose another")
     found = _native_size(source, items)
     if found is None:
         return GeometryChoice(Geometry(image_size=DEFAULT_IMAGE_SIZE),

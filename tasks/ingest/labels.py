@@ -6,6 +6,7 @@ Paths are checked lexically and (locally) through symlinks before any file is op
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import posixpath
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ class Item:
     split: str | None  # from the CSV, None when medflow assigns it
     size: int
     stamp: str = ""  # from the listing: changes whenever the file may have (see storage.Listed)
+    files: tuple[tuple[str, int], ...] = ()  # a series: its files (path below the source, size), sorted
 
 
 @dataclass
@@ -55,10 +57,13 @@ def read_labels(labels_uri: str) -> list[dict[str, str]]:
     return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
 
 
-def plan(source: str, labels_uri: str) -> Plan:
-    """Match CSV rows to source files; every file and row gets exactly one outcome."""
+def plan(source: str, labels_uri: str, volumes: bool = False) -> Plan:
+    """Match CSV rows to source files (``volumes``: to series folders or multi-frame files); every file
+    and row gets exactly one outcome."""
     rows = read_labels(labels_uri)
     listing = {entry.path: entry for entry in storage.list_files(source)}
+    if volumes:
+        return _plan_series(source, labels_uri, rows, listing)
     labels_rel = _relative_to(source, labels_uri)
     result = Plan()
     guard = PathGuard(source)
@@ -91,6 +96,56 @@ def plan(source: str, labels_uri: str) -> Plan:
         result.items.append(Item(len(result.items), rel, label, split, listing[rel].size, listing[rel].stamp))
     for rel in sorted(set(listing) - mentioned - {labels_rel}):
         result.rejects.append(RefusedPath(rel, Reason.UNLABELED, "no row in the labels CSV"))
+    _drop_conflicting(result)
+    return result
+
+
+def _folders(listing: dict) -> dict[str, list]:
+    """Each folder's files directly inside it."""
+    folders: dict[str, list] = {}
+    for path, entry in listing.items():
+        folders.setdefault(posixpath.dirname(path), []).append(entry)
+    return folders
+
+
+def _series_item(index: int, rel: str, label: str, split: str | None, entries: list) -> Item:
+    entries = sorted(entries, key=lambda e: e.path)
+    stamp = hashlib.sha256("\n".join(f"{e.path}\0{e.stamp}" for e in entries).encode()).hexdigest()
+    return Item(index, rel, label, split, sum(e.size for e in entries), stamp, tuple((e.path, e.size) for e in entries))
+
+
+def _plan_series(source: str, labels_uri: str, rows: list[dict[str, str]], listing: dict) -> Plan:
+    """Volume mode: each CSV path names a series folder (its files directly inside it) or one
+    multi-frame file; files that no named series holds are reported once per folder (unlabeled)."""
+    folders = _folders(listing)
+    result, guard = Plan(), PathGuard(source)
+    seen: dict[str, tuple[str, str | None]] = {}
+    conflicted: set[str] = set()
+    covered: set[str] = {_relative_to(source, labels_uri) or ""}
+    for row in rows:
+        rel, label, split = row.get("path", ""), row.get("label", ""), (row.get("split") or "").lower() or None
+        why = guard.reason(rel)
+        if why:
+            result.rejects.append(RefusedPath(rel, Reason.PATH_OUTSIDE_SOURCE, why))
+            continue
+        rel = posixpath.normpath(rel.replace("\\", "/")).rstrip("/")
+        entries = [listing[rel]] if rel in listing else folders.get(rel, [])
+        covered.update(e.path for e in entries)
+        if rel in seen:
+            if seen[rel] != (label, split) and rel not in conflicted:
+                conflicted.add(rel)
+                result.rejects.append(RefusedPath(rel, Reason.CONFLICTING_LABELS, "listed again with another label or split"))
+            continue
+        seen[rel] = (label, split)
+        if not label or (split is not None and split not in SPLITS):
+            result.rejects.append(RefusedPath(rel, Reason.INVALID_LABEL_ROW, f"label must be non-empty, split one of {SPLITS}"))
+        elif not entries:
+            result.rejects.append(RefusedPath(rel, Reason.MISSING_FILE, "no such series folder or file in the source"))
+        else:
+            result.items.append(_series_item(len(result.items), rel, label, split, entries))
+    for folder in sorted({posixpath.dirname(p) for p in set(listing) - covered}):
+        n = sum(1 for e in folders[folder] if e.path not in covered)
+        result.rejects.append(RefusedPath(folder or ".", Reason.UNLABELED, f"{n} file(s) that no labels row names"))
     _drop_conflicting(result)
     return result
 

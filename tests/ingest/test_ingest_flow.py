@@ -7,7 +7,7 @@ import os
 import pytest
 
 from flows.ingest import IngestParams, ingest_flow
-from tasks.core.refusals import Reason
+from tasks.core.refusals import SERIES_REASONS, Reason
 from tasks.data import dataset
 from tests.corpora import bad_corpus, good_corpus, read_csv
 
@@ -30,7 +30,7 @@ def test_rejects_csv_lives_outside_the_dataset(bad_run):
     assert not os.path.commonpath([params.rejects, params.dataset]) == params.dataset
 
 
-@pytest.mark.parametrize("reason", sorted(set(Reason) - {Reason.READ_ERROR, Reason.INTERNAL_ERROR}))
+@pytest.mark.parametrize("reason", sorted(set(Reason) - {Reason.READ_ERROR, Reason.INTERNAL_ERROR} - SERIES_REASONS))
 def test_each_refusal_reason(bad_run, reason):
     _, _, expected, rejects = bad_run
     paths = [p for p, r in expected.items() if r == reason]
