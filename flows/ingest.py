@@ -113,10 +113,10 @@ def save_fingerprints(params: IngestParams, work: Plan, decoded: Decoded, cache:
 
 
 @task(**QUIET)
-def decide_outcomes(params: IngestParams, work: Plan, decoded: Decoded, index) -> Outcome:
+def decide_outcomes(params: IngestParams, work: Plan, decoded: Decoded, index, geometry: Geometry) -> Outcome:
     fractions = SplitFractions(params.train_fraction, params.val_fraction, params.test_fraction)
     return reconcile(work.items, decoded.results, index, fractions, params.seed,
-                     deid.load_pseudonym_key(), params.allow_split_leakage)
+                     deid.load_pseudonym_key(), params.allow_split_leakage, replace_changed=geometry.volumes)
 
 
 @task(**IO_RETRIES, **QUIET)
@@ -142,7 +142,7 @@ def ingest_flow(params: IngestParams) -> IngestSummary:
     choice = choose_geometry(params, quote(work))
     cache = read_fingerprints(params)
     decoded = decode_on_ray(params, quote(work), quote(index), quote(cache), choice.geometry)
-    outcome = decide_outcomes(params, quote(work), quote(decoded), quote(index))
+    outcome = decide_outcomes(params, quote(work), quote(decoded), quote(index), choice.geometry)
     summary = summarize(work, decoded, outcome)
     summary.kind, summary.image_size, summary.image_size_note = choice.geometry.kind, choice.geometry.image_size, choice.note
     version = publish(params, quote(decoded), quote(outcome), summary, dataset.index_version(index), choice)

@@ -20,7 +20,8 @@ def print_ingest(summary: IngestSummary, dataset_uri: str, rejects_uri: str) -> 
           (f"volumes {size}x{size}x{size}" if volumes else f"images {size}x{size}"))
     if summary.image_size_note:
         print(f"  note: {summary.image_size_note}")
-    print(f"  inputs {summary.inputs}, added {summary.added}, unchanged {summary.unchanged} "
+    replaced = f", replaced {summary.replaced} (series whose files changed)" if summary.replaced else ""
+    print(f"  inputs {summary.inputs}, added {summary.added}{replaced}, unchanged {summary.unchanged} "
           f"({summary.unchanged_not_read} known by fingerprint, not read), rejected {summary.rejected}")
     for reason, count in summary.rejected_by_reason.items():
         print(f"    {reason}: {count}")

@@ -9,6 +9,7 @@ written one.
 
 from __future__ import annotations
 
+import copy
 import os
 import uuid
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ def slice_datasets(volume: np.ndarray, modality: str, phi: Phi, geometry: Series
 
 def localizer(like: Dataset) -> Dataset:
     """A scout image of the same patient: ImageType LOCALIZER, another orientation, another series."""
-    ds = like.copy()
+    ds = copy.deepcopy(like)
     ds.SOPInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
     ds.ImageOrientationPatient = list(ORIENTATIONS["coronal"])

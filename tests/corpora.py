@@ -85,3 +85,47 @@ def ingested_corpus(root, n_patients: int, images_per_patient: int, fractions: t
                           image_size=32, train_fraction=train, val_fraction=val, test_fraction=test)
     ingest_flow(params)
     return labels, params.dataset
+
+
+def series_corpus(root: str) -> tuple[str, dict[str, str], dict]:
+    """Good CT series, an Enhanced MR file, a series with a localizer and an SR, one series per
+    series-level refusal; returns (labels CSV, path -> expected reason, facts for later tests)."""
+    from medflow import synthetic_series as ss
+
+    labels = ss.write_volume_corpus(root, n_patients=4, series_per_patient=2, size=16, depth=8)
+    rng = np.random.default_rng(5)
+    phi = synthetic.Phi.for_patient(77)
+
+    def vol(abnormal: bool = False):
+        return ss.lesion_volume(rng, 8, 16, abnormal)
+
+    def put(rel: str, datasets) -> list[str]:
+        return ss.write_files(os.path.join(root, rel), datasets, rng)
+
+    rows = []
+    good = ss.slice_datasets(vol(True), "CT", phi)
+    put("extra/with_scout", good + [ss.localizer(good[0]), ss.structured_report(good[0])])
+    write(root, "extra/enhanced.dcm", synthetic.to_bytes(ss.enhanced_dataset(vol(), "MR", phi, frame_order=[3, 1, 0, 2, 7, 5, 4, 6])))
+    growing = ss.slice_datasets(vol(True), "CT", synthetic.Phi.for_patient(78))
+    put("extra/growing", growing[:7])
+    rows += [("extra/with_scout", "abnormal"), ("extra/enhanced.dcm", "normal"), ("extra/growing", "abnormal")]
+    expected = {}
+    bad = {
+        "several_series": ss.slice_datasets(vol(), "CT", phi) + ss.slice_datasets(vol(), "CT", phi),
+        "missing_slice": (lambda d: d[:3] + d[4:])(ss.slice_datasets(vol(), "CT", phi)),
+        "too_few_slices": ss.slice_datasets(vol(), "CT", phi)[:1],
+        "gantry_tilt": ss.slice_datasets(vol(), "CT", phi, ss.SeriesGeometry(tilt=20.0)),
+    }
+    for reason, datasets in bad.items():
+        put(f"bad/{reason}", datasets)
+        rows.append((f"bad/{reason}", "normal"))
+        expected[f"bad/{reason}"] = reason
+    names = put("bad/truncated", ss.slice_datasets(vol(), "CT", phi))
+    path = os.path.join(root, "bad/truncated", names[4])
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    rows += [("bad/truncated", "normal"), ("nowhere/series", "normal")]
+    expected |= {"bad/truncated": "truncated", "nowhere/series": "missing_file", "unlabeled": "unlabeled"}
+    put("unlabeled", ss.slice_datasets(vol(), "CT", phi)[:2])
+    append_rows(labels, rows)
+    return labels, expected, {"growing": (os.path.join(root, "extra/growing"), growing[7])}

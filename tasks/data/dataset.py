@@ -174,6 +174,21 @@ def commit_parts(uri: str, parts: list[dict], summary: dict, base_version: int |
     return base_version + 1
 
 
+def replace_rows(uri: str, rows: pa.RecordBatchReader, summary: dict, base_version: int) -> int:
+    """One new version in one atomic MERGE on ``image_key``: rows whose key is in the dataset replace
+    that row, the others are added. Made only as version ``base_version + 1``, as ``commit_parts``."""
+    table = open_table(uri, base_version)
+    properties = CommitProperties(custom_metadata={METADATA_KEY: json.dumps(summary)}, max_commit_retries=0)
+    try:
+        (table.merge(rows, predicate="target.image_key = source.image_key", source_alias="source", target_alias="target",
+                     commit_properties=properties)
+         .when_matched_update_all().when_not_matched_insert_all().execute())
+    except CommitFailedError as exc:
+        raise ConcurrentPublishError(f"another ingest published {uri} version {base_version + 1} meanwhile; "
+                                     "rerun to add what is still new") from exc
+    return table.version()
+
+
 def read_version(uri: str, version: int | None = None, columns: list[str] | None = None) -> pa.Table:
     """One version as an Arrow table (all columns by default)."""
     return open_table(uri, version).to_pyarrow_dataset().to_table(columns=columns)

@@ -151,7 +151,8 @@ def _keep_stack(planes: list[Plane], dropped: Counter) -> list[Plane]:
     keys = [tuple(np.round(p.orientation / ORIENTATION_TOLERANCE).astype(int)) for p in planes]
     stack = Counter(keys).most_common(1)[0][0]
     kept = [p for p, k in zip(planes, keys, strict=True) if k == stack]
-    dropped["localizer"] += len(planes) - len(kept)
+    if len(kept) < len(planes):
+        dropped["localizer"] += len(planes) - len(kept)
     return kept
 
 

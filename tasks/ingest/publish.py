@@ -12,7 +12,7 @@ from tasks.core import storage
 from tasks.core.cluster import get_all
 from tasks.core.refusals import RefusedPath
 from tasks.data import dataset
-from tasks.data.schema import Geometry
+from tasks.data.schema import Geometry, schema_for
 from tasks.ingest.decode import Decoded
 from tasks.ingest.labels import Plan
 from tasks.ingest.reconcile import Outcome
@@ -39,11 +39,29 @@ def write_parts(uri: str, decoded: Decoded, keep: dict[int, str]) -> list[dict]:
     return get_all(pending)
 
 
+def kept_rows(decoded: Decoded, keep: dict[int, str], geometry: Geometry) -> pa.RecordBatchReader:
+    """Every kept row with its split, streamed batch by batch from Ray's object store."""
+    schema = schema_for(geometry.kind)
+
+    def batches():
+        for result, table_ref in zip(decoded.results, decoded.tables, strict=True):
+            wanted = [(row, keep[idx]) for row, idx in enumerate(result.index) if idx in keep]
+            if wanted:
+                table = ray.get(table_ref).take([r for r, _ in wanted])
+                table = table.append_column("split", pa.array([s for _, s in wanted], pa.string()))
+                yield from table.select(schema.names).cast(schema).to_batches()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
 def publish_version(uri: str, decoded: Decoded, outcome: Outcome, summary: dict, base_version: int | None,
                     geometry: Geometry) -> int | None:
-    """One new version (``base_version`` + 1) with every kept row, or None (and no commit) when nothing is new."""
+    """One new version (``base_version`` + 1) with every kept row, or None (and no commit) when nothing is new.
+    When series changed (``outcome.replaced``) their rows are replaced in the same commit (a MERGE)."""
     if not outcome.keep:
         return None
+    if outcome.replaced and base_version is not None:
+        return dataset.replace_rows(uri, kept_rows(decoded, outcome.keep, geometry), summary, base_version)
     return dataset.commit_parts(uri, write_parts(uri, decoded, outcome.keep), summary, base_version, geometry)
 
 

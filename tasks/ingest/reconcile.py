@@ -22,6 +22,7 @@ class Outcome:
     keep: dict[int, str] = field(default_factory=dict)  # item index -> split
     unchanged: int = 0
     relabelled: int = 0  # already ingested, but the CSV now gives another label (labels are not rewritten)
+    replaced: int = 0  # series already in the dataset whose files changed: their row is replaced
     rejects: list[RefusedItem] = field(default_factory=list)
 
 
@@ -46,8 +47,11 @@ def reconcile(
     seed: int,
     key: bytes,
     allow_leakage: bool = False,
+    replace_changed: bool = False,
 ) -> Outcome:
-    """Deduplicate in CSV order (first occurrence wins) and assign splits to what is kept."""
+    """Deduplicate in CSV order (first occurrence wins) and assign splits to what is kept.
+    ``replace_changed`` (series): a series already in the dataset that gained or lost a file is kept,
+    and replaces its row, instead of being refused as a UID clash."""
     outcome = Outcome()
     for result in results:
         outcome.rejects.extend(result.rejects)
@@ -77,7 +81,10 @@ def reconcile(
             outcome.unchanged += 1
             outcome.relabelled += known_by_sha.get(sha) != item.label
             continue
-        if fact.image_key in seen_image:
+        if fact.image_key in seen_image and replace_changed and fact.image_key in known_images \
+                and seen_image[fact.image_key] == known_images[fact.image_key]:
+            outcome.replaced += 1  # the dataset's row, not one of this run: the series changed
+        elif fact.image_key in seen_image:
             same_pixels = seen_image[fact.image_key][1] == fact.pixels_sha256
             outcome.rejects.append(RefusedItem(item.index, *((Reason.EXACT_DUPLICATE, DUPLICATE_PIXELS) if same_pixels
                                                              else (Reason.DUPLICATE_SOP_INSTANCE_UID, UID_CLASH))))

@@ -31,6 +31,7 @@ class IngestSummary(BaseModel):
     added: int = 0
     unchanged: int = 0
     unchanged_not_read: int = Field(0, description="unchanged files known by their fingerprint, not read at all")
+    replaced: int = Field(0, description="series already in the dataset whose files changed: row re-assembled and replaced")
     relabelled_not_applied: int = Field(0, description="already-ingested images whose CSV label changed (not rewritten)")
     rejected: int = 0
     rejected_by_reason: dict[str, int] = Field(default_factory=dict)
@@ -42,7 +43,7 @@ class IngestSummary(BaseModel):
     def markdown(self) -> str:
         """The Prefect artifact."""
         lines = ["# Ingest", "", "| | |", "|---|---|"]
-        for name in ("version", "kind", "image_size", "inputs", "added", "unchanged", "unchanged_not_read", "rejected"):
+        for name in ("version", "kind", "image_size", "inputs", "added", "replaced", "unchanged", "unchanged_not_read", "rejected"):
             lines.append(f"| {name} | {getattr(self, name)} |")
         lines += ["", "## Refused, by reason", "", "| reason | files |", "|---|---|"]
         lines += [f"| {r} | {n} |" for r, n in self.rejected_by_reason.items()]
@@ -60,9 +61,10 @@ def summarize(work: Plan, decoded: Decoded, outcome: Outcome) -> IngestSummary:
     reasons = Counter(r.reason for r in work.rejects) + Counter(r.reason for r in outcome.rejects)
     return IngestSummary(
         inputs=len(work.items) + len(work.rejects),
-        added=len(outcome.keep),
+        added=len(outcome.keep) - outcome.replaced,
         unchanged=outcome.unchanged,
         unchanged_not_read=decoded.not_read,
+        replaced=outcome.replaced,
         relabelled_not_applied=outcome.relabelled,
         rejected=sum(reasons.values()),
         rejected_by_reason={str(k): v for k, v in sorted(reasons.items())},

@@ -27,7 +27,8 @@ def sentinels(source: str) -> set[str]:
     values = {synthetic.CANARY, *PLANTED_DATES}
     for path in glob.glob(os.path.join(source, "**", "*.dcm"), recursive=True):
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-        values |= {str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.PatientID)}
+        found = (ds.get(k) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID"))
+        values |= {str(v) for v in found if v}  # a truncated file may lack some
     return values
 
 

@@ -1,0 +1,101 @@
+"""Volume datasets end to end on real Ray workers and a real Prefect API: series assembled into rows,
+series-level refusals, the PHI canary, incremental re-ingest, and the kind fixed at creation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from flows.ingest import IngestParams, ingest_flow
+from medflow import synthetic, synthetic_series
+from medflow.cli import main
+from tasks.data import dataset
+from tests.corpora import read_csv, series_corpus
+from tests.ingest.test_phi import prefect_text, sentinels, text_of_tree
+
+GOOD = 4 * 2 + 3  # the writer's series, the series with a scout and an SR, the Enhanced file, the growing series
+
+
+@pytest.fixture(scope="module")
+def series_run(tmp_path_factory, ray_local):
+    root = tmp_path_factory.mktemp("volumes")
+    source = root / "source"
+    labels, expected, facts = series_corpus(str(source))
+    params = IngestParams(source=str(source), labels=labels, dataset=str(root / "dataset"),
+                          rejects=str(root / "rejects.csv"), image_size=16, volumes=True)
+    state = ingest_flow(params, return_state=True)
+    return root, params, state, expected, facts
+
+
+def test_every_series_has_one_outcome_and_each_refusal_its_reason(series_run):
+    _, params, state, expected, _ = series_run
+    summary = state.result()
+    rejects = {row["path"]: row["reason"] for row in read_csv(params.rejects)}
+    assert rejects == expected
+    assert summary.kind == "volume3d" and summary.added == GOOD == dataset.read_index(params.dataset).num_rows
+    assert summary.inputs == summary.added + summary.rejected
+    assert summary.dropped_from_series == {"localizer": 1, "non_image": 1}
+
+
+def test_rows_follow_the_volume_contract(series_run):
+    _, params, *_ = series_run
+    assert dataset.geometry(params.dataset).model_dump() == {"kind": "volume3d", "image_size": 16}
+    rows = dataset.read_version(params.dataset).to_pylist()
+    for row in rows:
+        assert (row["depth"], row["height"], row["width"]) == (16, 16, 16) and len(row["pixels"]) == 16**3
+        assert row["resampled_spacing"][0] == pytest.approx(max(row["slices"] * row["spacing"][0],
+                                                                16 * row["spacing"][1]) / 16)
+        assert row["modality"] in ("CT", "MR") and len(row["source_sha256"]) == 64
+    assert sorted(r["slices"] for r in rows) == [7] + [8] * (GOOD - 1)  # the growing series has 7 so far
+    assert sorted(r["dropped_files"] for r in rows) == [0] * (GOOD - 1) + [2]  # the scout and the SR
+
+
+def test_nothing_identifying_reaches_the_dataset_export_logs_or_prefect(series_run, capfd, caplog):
+    root, params, state, *_ = series_run
+    caplog.set_level(logging.DEBUG)
+    export = str(root / "export.parquet")
+    assert main(["dataset", "export", params.dataset, "--out", export]) == 0
+    assert main(["dataset", "info", params.dataset]) == 0
+    out, err = capfd.readouterr()
+    assert set(pq.read_schema(export).names) >= {"depth", "spacing", "resampled_spacing", "slices", "split"}
+    planted = sentinels(params.source)
+    written = text_of_tree(params.dataset) + text_of_tree(export)
+    shown = asyncio.run(prefect_text(state.state_details.flow_run_id))
+    assert len(planted) > 50
+    for value in planted:
+        assert value not in written and value not in shown and value not in out + err + caplog.text, value
+
+
+def test_rerun_reads_nothing_and_a_grown_series_is_reassembled_and_replaced(series_run):
+    _, params, _, _, facts = series_run
+    again = ingest_flow(params.model_copy(update={"volumes": None}))  # the dataset's kind: no flag needed
+    assert (again.added, again.unchanged, again.unchanged_not_read) == (0, GOOD, GOOD)
+    before = dataset.read_version(params.dataset).to_pylist()
+    folder, slice_ = facts["growing"]
+    synthetic_series.write_files(folder, [slice_], np.random.default_rng(9))
+    grown = ingest_flow(params)
+    assert (grown.added, grown.replaced, grown.unchanged, grown.version) == (0, 1, GOOD - 1, again.version + 1)
+    after = dataset.read_version(params.dataset).to_pylist()
+    assert len(after) == len(before) == GOOD
+    changed = [r for r in after if r["source_sha256"] not in {b["source_sha256"] for b in before}]
+    assert len(changed) == 1 and changed[0]["slices"] == 8
+    old = next(b for b in before if b["image_key"] == changed[0]["image_key"])
+    assert old["slices"] == 7 and old["split"] == changed[0]["split"]
+
+
+def test_the_kind_is_fixed_when_the_dataset_is_created(series_run, tmp_path, capsys):
+    _, params, *_ = series_run
+    assert main(["ingest", params.source, "--labels", params.labels, "--dataset", params.dataset, "--images"]) == 2
+    assert "holds 16x16x16 volumes; --images would mix images and volumes" in capsys.readouterr().err
+    images = tmp_path / "images"
+    labels = synthetic.write_corpus(str(images / "src"), n_patients=2, images_per_patient=1, size=16)
+    assert main(["ingest", str(images / "src"), "--labels", labels, "--dataset", str(images / "ds"),
+                 "--rejects", str(images / "r.csv")]) == 0
+    assert main(["ingest", params.source, "--labels", params.labels, "--dataset", str(images / "ds"), "--volumes"]) == 2
+    assert "holds 16x16 images; --volumes would mix" in capsys.readouterr().err
+    assert main(["ingest", str(images / "src"), "--labels", labels, "--dataset", str(images / "ds"), "--window", "40,400"]) == 2
+    assert "--window applies to volume datasets only" in capsys.readouterr().err
