@@ -84,14 +84,14 @@ def read_fingerprints(params: IngestParams) -> dict[str, str]:
 @task(**IO_RETRIES, **QUIET)
 def choose_geometry(params: IngestParams, work: Plan) -> GeometryChoice:
     """Before anything is decoded: the dataset's geometry, checked against the one asked for."""
-    return geometry.choose(params.dataset, params.image_size, params.source, work.items, params.volumes)
+    return geometry.choose(params.dataset, params.image_size, params.source, work.items, params.volumes, params.window)
 
 
 @task(**QUIET)
 def decode_on_ray(params: IngestParams, work: Plan, index, cache: dict[str, str], geometry: Geometry) -> Decoded:
     """Decode what is new; files (series) unchanged since an earlier ingest (by fingerprint) are not read."""
     limits = Limits(max_file_bytes=params.max_file_bytes, max_pixels=params.max_pixels)
-    volume = VolumeOptions(window=params.window) if geometry.volumes else None
+    volume = VolumeOptions(window=geometry.window) if geometry.volumes else None
     known = KnownDigests(index.column("source_sha256").to_pylist())
     key = deid.load_pseudonym_key()
     split = fingerprints.split_unchanged(work.items, cache, known, key)

@@ -14,8 +14,7 @@ from flows.ingest import IngestParams, ingest_flow
 from medflow.summaries import print_ingest
 from tasks.core import storage
 from tasks.data import dataset
-from tasks.data.schema import Geometry
-from tasks.ingest import deid
+from tasks.ingest import deid, geometry
 from tasks.ingest.labels import read_labels
 
 
@@ -63,12 +62,11 @@ def preflight(params: IngestParams) -> None:
     if not storage.exists(params.source):
         raise ValueError(f"source not found: {params.source}")
     existing = dataset.existing_geometry(params.dataset)
-    if existing is not None and (params.image_size is not None or params.volumes is not None):
-        kind = existing.kind if params.volumes is None else ("volume3d" if params.volumes else "image2d")
-        size = params.image_size if params.image_size is not None else existing.image_size
-        dataset.check_geometry(params.dataset, Geometry(kind=kind, image_size=size), existing)  # before decoding anything
-    if params.window is not None and not (params.volumes or (params.volumes is None and existing and existing.volumes)):
+    volumes = params.volumes if params.volumes is not None else bool(existing and existing.volumes)
+    if params.window is not None and not volumes:
         raise ValueError("--window applies to volume datasets only (ingest with --volumes)")
+    # another size, kind or window than the dataset's: refused before anything is decoded
+    geometry.choose(params.dataset, params.image_size, params.source, [], params.volumes, params.window)
 
 
 def dataset_info(args: argparse.Namespace) -> int:

@@ -107,6 +107,12 @@ def check_geometry(uri: str, requested: Geometry, existing: Geometry | None = No
         raise GeometryMismatchError(
             f"dataset {uri} holds {existing.describe()}; {flag} would mix images and volumes in one dataset "
             f"(omit {flag}, or use a new --dataset)")
+    if existing is not None and existing.window != requested.window:
+        def shown(window):
+            return "each series' own window" if window is None else f"--window {window[0]:g},{window[1]:g}"
+        raise GeometryMismatchError(
+            f"dataset {uri} was made with {shown(existing.window)}; {shown(requested.window)} would mix windows in one "
+            "dataset (omit --window, or use a new --dataset)")
     if existing is not None and existing != requested:
         raise GeometryMismatchError(
             f"dataset {uri} stores {existing.describe()}; --image-size {requested.image_size} "

@@ -67,6 +67,11 @@ class Samples:
     labels: np.ndarray  # class index of every row
     patients: np.ndarray | None = None  # patient key of every row, where asked for
     image_size: int
+    dims: int = 2  # 2: images, 3: volumes (image_size on every axis)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.image_size,) * self.dims
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -133,6 +138,7 @@ class InMemory(Samples):
     def __init__(self, images: np.ndarray, labels: np.ndarray, patients: np.ndarray | None = None) -> None:
         self.images_, self.labels, self.patients = images, np.asarray(labels, dtype=np.int64), patients
         self.image_size = int(images.shape[-1]) if len(images) else 0
+        self.dims = images.ndim - 1
 
     def epoch_order(self, epoch: int, seed: int) -> np.ndarray:
         return np.random.default_rng([seed, epoch]).permutation(len(self))
@@ -179,7 +185,8 @@ class Streamed(Samples):
                         patient_keys += pc.take(part.column("patient_key"), pa.array(wanted)).to_pylist()
                     self.fragments.append((file_uri, group))
                 start += n
-        self.image_size = dataset.table_geometry(table, uri).image_size  # the dataset's contract, checked at ingest
+        geometry = dataset.table_geometry(table, uri)  # the dataset's contract, checked at ingest
+        self.image_size, self.dims = geometry.image_size, len(geometry.shape)
         self.fragment_of = np.concatenate(fragment_of) if fragment_of else np.zeros(0, np.int32)
         self.offset_of = np.concatenate(offset_of) if offset_of else np.zeros(0, np.int32)
         self.labels = np.array(labels, dtype=np.int64)
@@ -219,8 +226,8 @@ class Streamed(Samples):
         file_uri, group = self.fragments[fragment]
         with _open(file_uri) as f:
             data, offsets = binary_views(pq.ParquetFile(f).read_row_group(group, columns=["pixels"]).column("pixels"))
-        size = self.image_size
-        return lambda i: data[offsets[i] : offsets[i + 1]].reshape(size, size)
+        shape = self.shape
+        return lambda i: data[offsets[i] : offsets[i + 1]].reshape(shape)
 
 
 def binary_views(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +252,7 @@ def _runs(fragments: np.ndarray, rows: np.ndarray) -> Iterator[tuple[int, np.nda
 
 @dataclass
 class Split:
-    """One split of a dataset version: uint8 N x H x W images, class indices, patient keys."""
+    """One split of a dataset version: uint8 N x H x W images (N x D x H x W volumes), class indices, patient keys."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -260,13 +267,13 @@ def load_split(uri: str, split: str, classes: list[str], version: int | None = N
     from tasks.data import dataset
 
     opened = dataset.open_table(uri, version)
-    size = dataset.table_geometry(opened, uri).image_size
+    shape = dataset.table_geometry(opened, uri).shape
     table = opened.to_pyarrow_dataset().to_table(columns=["pixels", "label", "split", "patient_key"])
     table = table.filter(pc.equal(table.column("split"), split))
     if not table.num_rows:
-        return Split(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype=object))
+        return Split(np.zeros((0, *shape), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype=object))
     data, offsets = binary_views(table.column("pixels"))
-    images = data[offsets[0] : offsets[-1]].reshape(-1, size, size).copy()  # one copy out of Arrow
+    images = data[offsets[0] : offsets[-1]].reshape(-1, *shape).copy()  # one copy out of Arrow
     index = {name: i for i, name in enumerate(classes)}
     labels = np.array([index[v] for v in table.column("label").to_pylist()], dtype=np.int64)
     return Split(images, labels, np.array(table.column("patient_key").to_pylist(), dtype=object))

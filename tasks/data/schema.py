@@ -73,11 +73,15 @@ class Geometry(BaseModel):
 
     kind: Kind = "image2d"
     image_size: int = Field(ge=8, le=2048, description="images are image_size x image_size (volumes: cubed), uint8")
+    window: tuple[float, float] | None = Field(None, description="volumes: the window (center, width in modality "
+                                               "units) of every series; None: each series' own first window")
 
     @model_validator(mode="after")
     def volume_size(self) -> Geometry:
         if self.kind == "volume3d" and self.image_size > MAX_VOLUME_SIZE:
             raise ValueError(f"volumes are at most {MAX_VOLUME_SIZE}^3 voxels, not {self.image_size}^3")
+        if self.kind != "volume3d" and self.window is not None:
+            raise ValueError("a window applies to volume datasets only (ingest with --volumes)")
         return self
 
     @property

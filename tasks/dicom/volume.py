@@ -20,7 +20,8 @@ from pydicom.pixels import apply_modality_lut
 
 from tasks.core.refusals import Rejection
 from tasks.dicom.decode import _first, display_pixels
-from tasks.dicom.series import Series
+from tasks.dicom.header import Limits
+from tasks.dicom.series import Series, assemble
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,18 @@ def resample(volume: np.ndarray, spacing: tuple[float, float, float], size: int)
     starts = [(size - t) // 2 for t in target]
     out[tuple(slice(s, s + t) for s, t in zip(starts, target, strict=True))] = resized
     return out, voxel
+
+
+@dataclass(frozen=True)
+class DecodedVolume:
+    series: Series
+    pixels: np.ndarray  # size^3 uint8
+    voxel: float  # mm per voxel, every axis
+
+
+def decode_series(files: list[bytes], size: int, window: tuple[float, float] | None = None,
+                  limits: Limits = Limits()) -> DecodedVolume:
+    """A series' files (or one multi-frame file) -> its volume, as ingestion and prediction both see it."""
+    series = assemble(files, limits)
+    pixels, voxel = resample(display_volume(series, window), series.spacing, size)
+    return DecodedVolume(series, pixels, voxel)

@@ -153,9 +153,24 @@ def _plots(doc: dict, probs: dict, test: Streamed, weights: np.ndarray, positive
     plots["confusion_test.png"] = report.confusion_plot(doc["results"][ENSEMBLE]["test"]["point"]["confusion_matrix"],
                                                         doc["classes"], "ensemble, test, at the operating point")
     plots["reliability_test.png"] = report.reliability_plot(ens_test, test.labels, positive, "reliability, test split")
+    if test.dims == 3:
+        plots["montage_test.png"] = _montage(test, ens_test, doc, positive)
     model_uri = RunFolder(doc["run"]).model.uri
     plots["training_curves.png"] = report.curves_plot([model_store.load_record(model_uri, m.name) for m in model.card.members])
     return plots
+
+
+def _montage(test: Streamed, probs: np.ndarray, doc: dict, positive: int, per_kind: int = 3) -> bytes:
+    """Mid-slices of the first few correctly and wrongly predicted test series."""
+    predicted = metrics.predict_labels(probs, doc["ensemble"]["threshold"], positive)
+    right = np.flatnonzero(predicted == test.labels)[:per_kind]
+    wrong = np.flatnonzero(predicted != test.labels)[:per_kind]
+    rows = np.sort(np.r_[right, wrong])
+    volumes = [volume for volume, _ in test.images(rows, None)]
+    classes = doc["classes"]
+    captions = [f"{'right' if predicted[r] == test.labels[r] else 'WRONG'}: true {classes[test.labels[r]]}, "
+                f"predicted {classes[predicted[r]]} (p={probs[r, positive]:.2f})" for r in rows]
+    return report.montage_plot(volumes, captions, "test series, correct and wrong")
 
 
 def write_report(run_uri: str, doc: dict, plots: dict[str, bytes]) -> str:

@@ -80,6 +80,20 @@ def curves_plot(records: list) -> bytes:
     return _png(fig)
 
 
+def montage_plot(volumes: list[np.ndarray], captions: list[str], title: str) -> bytes:
+    """Each volume's middle slice in three planes (axial, coronal, sagittal), one row per volume."""
+    fig, axes = plt.subplots(len(volumes), 3, figsize=(6, 2.1 * len(volumes)), squeeze=False)
+    for row, (volume, caption) in enumerate(zip(volumes, captions, strict=True)):
+        d, h, w = (s // 2 for s in volume.shape)
+        for col, (plane, name) in enumerate(((volume[d], "axial"), (volume[:, h, :], "coronal"), (volume[:, :, w], "sagittal"))):
+            ax = axes[row][col]
+            ax.imshow(plane, cmap="gray", vmin=0, vmax=255, origin="lower" if col else "upper")
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"{caption}\n{name}" if col == 0 else name, fontsize=8, loc="left" if col == 0 else "center")
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
 def fmt(value: float | None, ci: list[float] | None = None) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "n/a"

@@ -19,9 +19,8 @@ from tasks.core.refusals import Reason, RefusedItem, Rejection
 from tasks.data.schema import STAGED_SCHEMA, VOLUME_STAGED_SCHEMA
 from tasks.dicom.decode import decode
 from tasks.dicom.header import Limits
-from tasks.dicom.series import assemble
 from tasks.dicom.source import read_source
-from tasks.dicom.volume import display_volume, resample
+from tasks.dicom.volume import decode_series
 from tasks.ingest import deid
 from tasks.ingest.labels import Item
 
@@ -115,8 +114,8 @@ def series_sha256(files: list[bytes]) -> str:
 def volume_row(files: list[bytes], sha: str, label: str, key: bytes, size: int, options: VolumeOptions,
                limits: Limits) -> tuple[dict, Counter]:
     """Assemble one series into a dataset row (allowlisted fields only), and what was left out of it."""
-    series = assemble(files, limits)
-    pixels, voxel = resample(display_volume(series, options.window), series.spacing, size)
+    decoded = decode_series(files, size, options.window, limits)
+    series, pixels, voxel = decoded.series, decoded.pixels, decoded.voxel
     first = series.planes[0]
     image_key = deid.pseudonym(key, "series", series.series_uid or f"sha:{sha}")
     return {

@@ -48,17 +48,20 @@ def _native_size(source: str, items: list[Item], sample: int = SAMPLE) -> tuple[
 
 
 def choose(dataset_uri: str, requested: int | None, source: str, items: list[Item],
-           volumes: bool | None = None) -> GeometryChoice:
-    """The geometry of this ingest; raises ``GeometryMismatchError`` for a size or kind the dataset does
-    not have. ``volumes``: None follows the dataset (a new one holds images), True/False ask for a kind."""
+           volumes: bool | None = None, window: tuple[float, float] | None = None) -> GeometryChoice:
+    """The geometry of this ingest; raises ``GeometryMismatchError`` for a size, kind or window the
+    dataset does not have. ``volumes``: None follows the dataset (a new one holds images), True/False
+    ask for a kind; ``window`` None: the dataset's own."""
     existing = dataset.existing_geometry(dataset_uri)
     kind = ("volume3d" if volumes else "image2d") if volumes is not None else (existing.kind if existing else "image2d")
+    if window is None and existing is not None and kind == existing.kind:
+        window = existing.window
     if requested is not None or existing is not None:
-        wanted = Geometry(kind=kind, image_size=requested if requested is not None else existing.image_size)
+        wanted = Geometry(kind=kind, image_size=requested if requested is not None else existing.image_size, window=window)
         dataset.check_geometry(dataset_uri, wanted, existing)
         return GeometryChoice(wanted)
     if kind == "volume3d":
-        return GeometryChoice(Geometry(kind=kind, image_size=DEFAULT_VOLUME_SIZE),
+        return GeometryChoice(Geometry(kind=kind, image_size=DEFAULT_VOLUME_SIZE, window=window),
                               f"new volume dataset: {DEFAULT_VOLUME_SIZE}^3 voxels (the default); "
                               "pass --image-size to choose another")
     found = _native_size(source, items)

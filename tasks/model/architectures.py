@@ -1,4 +1,5 @@
-"""Model registry: networks chosen by name, all single-channel 2-D classifiers returning logits.
+"""Model registry: networks chosen by name, all single-channel classifiers returning logits, 2-D for
+image datasets and 3-D (``dims=3``, MONAI's ``spatial_dims=3``) for volume datasets.
 
 No pretrained weights are downloaded (this runs offline); every network starts from random init.
 """
@@ -36,44 +37,69 @@ class SeedCNN(nn.Module):
         return self.head(self.features(x))  # logits; softmax is applied by the loss / at inference
 
 
+class SeedCNN3D(nn.Module):
+    """The seed CNN's shape for volumes: three (conv-conv-pool-dropout) blocks of 16, 32, 64 channels,
+    then global average pooling (a dense layer on a flattened volume would hold most of the weights),
+    dense 128, dropout, class head."""
+
+    def __init__(self, num_classes: int, image_size: int, in_channels: int = 1, dropout: float = 0.2) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv3d(cin, cout, 3, padding=1), nn.BatchNorm3d(cout), nn.ReLU(inplace=True),
+                nn.Conv3d(cout, cout, 3, padding=1), nn.BatchNorm3d(cout), nn.ReLU(inplace=True),
+                nn.MaxPool3d(2), nn.Dropout3d(dropout),
+            )
+
+        self.features = nn.Sequential(block(in_channels, 16), block(16, 32), block(32, 64), nn.AdaptiveAvgPool3d(1))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(inplace=True), nn.Dropout(2 * dropout),
+                                  nn.Linear(128, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
 class ViTClassifier(nn.Module):
     """MONAI's ViT in classification mode, returning logits only."""
 
-    def __init__(self, num_classes: int, image_size: int, in_channels: int = 1) -> None:
+    def __init__(self, num_classes: int, image_size: int, in_channels: int = 1, dims: int = 2) -> None:
         super().__init__()
         patch = max(4, image_size // 8)
         self.vit = nets.ViT(in_channels=in_channels, img_size=image_size, patch_size=patch, hidden_size=192,
                             mlp_dim=768, num_layers=6, num_heads=3, classification=True, num_classes=num_classes,
-                            spatial_dims=2, post_activation=None)
+                            spatial_dims=dims, post_activation=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits, _ = self.vit(x)
         return logits
 
 
-def small_input_resnet18(num_classes: int, image_size: int) -> nn.Module:
+def small_input_resnet18(num_classes: int, image_size: int, dims: int = 2) -> nn.Module:
     """ResNet-18 at half width with a stem that keeps small inputs' detail: a 3x3 stride-1 stem for
     images up to 32 px (28 px MedMNIST-size inputs reach the first block at 14 px, not 7), the usual
     7x7 stride-2 stem above that; both then max-pool. A quarter of ResNet-18's parameters."""
     stride = 1 if image_size <= 32 else 2
-    return nets.ResNet("basic", [2, 2, 2, 2], [32, 64, 128, 256], spatial_dims=2, n_input_channels=1,
+    return nets.ResNet("basic", [2, 2, 2, 2], [32, 64, 128, 256], spatial_dims=dims, n_input_channels=1,
                        num_classes=num_classes, conv1_t_size=3 if stride == 1 else 7, conv1_t_stride=stride)
 
 
-def _resnet(factory: Callable) -> Callable[[int, int], nn.Module]:
-    return lambda num_classes, image_size: factory(spatial_dims=2, n_input_channels=1, num_classes=num_classes)
+def _resnet(factory: Callable) -> Callable[[int, int, int], nn.Module]:
+    return lambda num_classes, image_size, dims: factory(spatial_dims=dims, n_input_channels=1, num_classes=num_classes)
 
 
-ARCHITECTURES: dict[str, Callable[[int, int], nn.Module]] = {
-    "seed_cnn": lambda num_classes, image_size: SeedCNN(num_classes, image_size),
+# name -> factory(num_classes, image_size, dims): dims 2 for images, 3 for volumes
+ARCHITECTURES: dict[str, Callable[[int, int, int], nn.Module]] = {
+    "seed_cnn": lambda num_classes, image_size, dims: (SeedCNN if dims == 2 else SeedCNN3D)(num_classes, image_size),
     "resnet18": _resnet(nets.resnet18),
     "resnet18_small": small_input_resnet18,
     "resnet34": _resnet(nets.resnet34),
     "resnet50": _resnet(nets.resnet50),
-    "densenet121": lambda num_classes, image_size: nets.DenseNet121(spatial_dims=2, in_channels=1, out_channels=num_classes),
-    "efficientnet_b0": lambda num_classes, image_size: nets.EfficientNetBN(
-        "efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=1, num_classes=num_classes),
-    "vit": lambda num_classes, image_size: ViTClassifier(num_classes, image_size),
+    "densenet121": lambda num_classes, image_size, dims: nets.DenseNet121(spatial_dims=dims, in_channels=1,
+                                                                          out_channels=num_classes),
+    "efficientnet_b0": lambda num_classes, image_size, dims: nets.EfficientNetBN(
+        "efficientnet-b0", pretrained=False, spatial_dims=dims, in_channels=1, num_classes=num_classes),
+    "vit": lambda num_classes, image_size, dims: ViTClassifier(num_classes, image_size, dims=dims),
 }
 
 
@@ -81,10 +107,10 @@ class UnknownModelError(ValueError):
     """A model name that is not in the registry."""
 
 
-def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
-    """A freshly initialised network by registry name."""
+def build_model(name: str, num_classes: int, image_size: int, dims: int = 2) -> nn.Module:
+    """A freshly initialised network by registry name (``dims`` 3: its volume variant)."""
     try:
         factory = ARCHITECTURES[name]
     except KeyError:
         raise UnknownModelError(f"unknown model {name!r}; choose one of {sorted(ARCHITECTURES)}") from None
-    return factory(num_classes, image_size)
+    return factory(num_classes, image_size, dims)

@@ -27,7 +27,13 @@ class RunInfo(BaseModel):
     version: int
     classes: list[str]
     image_size: int
+    kind: str = "image2d"
+    window: tuple[float, float] | None = None
     split_sizes: dict[str, int] = Field(default_factory=dict, description="rows per split of the pinned version")
+
+    @property
+    def dims(self) -> int:
+        return 3 if self.kind == "volume3d" else 2
 
     @property
     def folder(self) -> RunFolder:
@@ -64,9 +70,10 @@ def prepare(run_uri: str, dataset_uri: str, version: int | None, config: Ensembl
     split_sizes = dict(Counter(table.column("split").to_pylist()))
     if len(classes) < 2:
         raise ValueError(f"dataset {dataset_uri} v{version} has one class only ({classes}); need at least two")
+    geometry = dataset.geometry(dataset_uri, version)
     lineage = {
         "dataset": dataset_uri, "dataset_version": version, "classes": classes,
-        "image_size": dataset.geometry(dataset_uri, version).image_size,  # the dataset's own contract
+        "image_size": geometry.image_size, "kind": geometry.kind, "window": geometry.window,  # the dataset's contract
         "split_sizes": split_sizes, "config": config.model_dump(mode="json"),
         "code_version": provenance.code_version(), "packages": provenance.package_versions(),
         "prefect_flow_run_id": flow_run_id, "started": provenance.utc_now(),
@@ -78,7 +85,9 @@ def prepare(run_uri: str, dataset_uri: str, version: int | None, config: Ensembl
 
 def _info(run_uri: str, lineage: dict) -> RunInfo:
     return RunInfo(run=run_uri, dataset=lineage["dataset"], version=lineage["dataset_version"],
-                   classes=lineage["classes"], image_size=lineage["image_size"], split_sizes=lineage.get("split_sizes", {}))
+                   classes=lineage["classes"], image_size=lineage["image_size"], kind=lineage.get("kind", "image2d"),
+                   window=lineage.get("window"),
+                   split_sizes=lineage.get("split_sizes", {}))
 
 
 def load(run_uri: str) -> TrainedRun:
@@ -95,7 +104,8 @@ def publish_model(info: RunInfo, config: EnsembleConfig, trained: list[MemberRec
     the model's lineage carries the run's plan (members, seeds, schedules)."""
     members = [record.member() for record in trained]
     card = ModelCard(classes=info.classes, members=members,
-                     preprocessing=Preprocessing(image_size=info.image_size, tta_hflip=config.evaluation.tta_hflip is True))
+                     preprocessing=Preprocessing(image_size=info.image_size, kind=info.kind, window=info.window,
+                                                 tta_hflip=config.evaluation.tta_hflip is True))
     model = info.folder.model
     lineage = storage.read_json(info.folder.lineage)
     lineage["finished"] = provenance.utc_now()

@@ -28,11 +28,17 @@ FORMAT = 1
 class Preprocessing(BaseModel):
     """How an input becomes a network input; decoding is the ingestion's own ``tasks.dicom.decode``."""
 
-    image_size: int = Field(description="decoded images are letterboxed to image_size x image_size")
+    image_size: int = Field(description="decoded images are letterboxed to image_size x image_size (volumes: cubed)")
+    kind: str = Field("image2d", description="image2d: one image per file; volume3d: one volume per series")
+    window: tuple[float, float] | None = Field(None, description="volumes: the dataset's window (None: each series' own)")
     decode: str = "tasks.dicom.decode.decode: modality LUT, VOI LUT/first window, MONOCHROME1 inverted, 8-bit, letterbox"
     pixel_mean: float = PIXEL_MEAN
     pixel_std: float = PIXEL_STD
     tta_hflip: bool = Field(False, description="average each member over the image and its left-right flip")
+
+    @property
+    def dims(self) -> int:
+        return 3 if self.kind == "volume3d" else 2
 
 
 class Member(BaseModel):
@@ -113,7 +119,8 @@ class EnsembleModel:
         card = load_card(folder.uri)
         networks = []
         for member in card.members:
-            net = build_model(member.architecture, len(card.classes), card.preprocessing.image_size)
+            net = build_model(member.architecture, len(card.classes), card.preprocessing.image_size,
+                              card.preprocessing.dims)
             net.load_state_dict(load_weights(folder.file(member.file)))
             networks.append(net.eval())
         return cls(card, networks)
@@ -134,7 +141,7 @@ class EnsembleModel:
     def _probs(self, net: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
         probs = torch.softmax(net(x), dim=1)
         if self.card.preprocessing.tta_hflip:
-            probs = (probs + torch.softmax(net(torch.flip(x, dims=[3])), dim=1)) / 2
+            probs = (probs + torch.softmax(net(torch.flip(x, dims=[-1])), dim=1)) / 2
         return probs.numpy()
 
     def predict_proba(self, batches: Iterable[np.ndarray]) -> np.ndarray:

@@ -1,4 +1,10 @@
-"""Albumentations pipelines built from a typed config; applied to training images only, on CPU."""
+"""Augmentation built from a typed config; applied to training data only, on CPU.
+
+Images: an Albumentations pipeline. Volumes (depth x height x width): Albumentations where it has
+the transform (flips, brightness/contrast and noise applied consistently to every slice through its
+``images`` target; its 3-D padding and crop for random shifts), MONAI's 3-D random affine
+(rotation about every axis, scale, translation) where it has none.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +15,19 @@ from tasks.model.config import AugmentConfig
 
 
 class Augmenter:
-    """Callable: uint8 H x W image -> augmented uint8 H x W image. Random draws come from one
-    seeded generator, so a worker with a given seed replays the same sequence; pickles cleanly."""
+    """Callable: a uint8 H x W image (or D x H x W volume) -> its augmented uint8 copy. Random draws
+    come from seeded generators, so a worker with a given seed replays the same sequence; pickles cleanly."""
 
     def __init__(self, config: AugmentConfig, image_size: int, seed: int = 0) -> None:
         self.config, self.image_size, self.seed = config, image_size, seed
         self.pipeline = build_pipeline(config, image_size, seed)
+        self.volume: VolumeAugmenter | None = None  # built on the first volume
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        if image.ndim == 3:
+            if self.volume is None:
+                self.volume = VolumeAugmenter(self.config, self.image_size, self.seed)
+            return self.volume(image)
         return self.pipeline(image=image)["image"]
 
     def __reduce__(self):
@@ -31,8 +42,45 @@ def build_pipeline(config: AugmentConfig, image_size: int, seed: int = 0) -> A.C
         A.Affine(rotate=(-c.rotate_degrees, c.rotate_degrees), scale=(1 - c.scale, 1 + c.scale),
                  translate_percent=(-c.translate, c.translate), border_mode=0, fill=0, p=c.affine),
         A.RandomResizedCrop(size=(image_size, image_size), scale=(c.crop_min_area, 1.0), ratio=(0.9, 1.1), p=c.crop),
-        A.RandomBrightnessContrast(brightness_limit=c.brightness_contrast_limit,
-                                   contrast_limit=c.brightness_contrast_limit, p=c.brightness_contrast),
-        A.GaussNoise(std_range=(c.noise_std / 2, c.noise_std), p=c.noise),
+        *_intensity(c),
     ]
     return A.Compose([t for t in transforms if t.p > 0], seed=seed)
+
+
+def _intensity(c: AugmentConfig) -> list:
+    return [A.RandomBrightnessContrast(brightness_limit=c.brightness_contrast_limit,
+                                       contrast_limit=c.brightness_contrast_limit, p=c.brightness_contrast),
+            A.GaussNoise(std_range=(c.noise_std / 2, c.noise_std), p=c.noise)]
+
+
+class VolumeAugmenter:
+    """The same config for volumes: ``horizontal_flip``/``vertical_flip`` flip every slice left-right /
+    up-down; ``affine`` is a 3-D rotation (``rotate_degrees`` about each axis), scale and translation;
+    ``crop`` is a random shift of up to the margin a ``crop_min_area`` crop would leave (3-D pad, then
+    3-D crop back to size); brightness/contrast and noise apply alike to every slice."""
+
+    def __init__(self, config: AugmentConfig, image_size: int, seed: int = 0) -> None:
+        from monai.transforms import RandAffine  # MONAI only where volumes are trained
+
+        c = config
+        slices = [A.HorizontalFlip(p=c.horizontal_flip), A.VerticalFlip(p=c.vertical_flip), *_intensity(c)]
+        self.slices = A.Compose([t for t in slices if t.p > 0], seed=seed)
+        margin = int(round(image_size * (1 - c.crop_min_area ** (1 / 3)) / 2))
+        self.shift = A.Compose([A.PadIfNeeded3D(min_zyx=(image_size + 2 * margin,) * 3, fill=0),
+                                A.RandomCrop3D(size=(image_size,) * 3)], p=c.crop, seed=seed + 1) \
+            if c.crop > 0 and margin > 0 else None
+        radians = float(np.radians(c.rotate_degrees))
+        self.affine = RandAffine(prob=c.affine, rotate_range=(radians,) * 3, scale_range=(c.scale,) * 3,
+                                 translate_range=(c.translate * image_size,) * 3, padding_mode="zeros",
+                                 mode="bilinear") if c.affine > 0 else None
+        if self.affine is not None:
+            self.affine.set_random_state(seed)
+
+    def __call__(self, volume: np.ndarray) -> np.ndarray:
+        out = self.slices(images=volume)["images"] if self.slices.transforms else volume
+        if self.shift is not None:
+            out = self.shift(volume=out)["volume"]
+        if self.affine is not None:
+            moved = self.affine(out[None].astype(np.float32))
+            out = np.clip(np.rint(np.asarray(moved)[0]), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(out)

@@ -168,7 +168,7 @@ def fit(
     torch.manual_seed(config.seed)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    model = build_model(config.model, num_classes, train.image_size)
+    model = build_model(config.model, num_classes, train.image_size, train.dims)
     if config.init_weights and not resume:
         load_initial_weights(model, config.init_weights)
     if resume:

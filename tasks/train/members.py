@@ -54,7 +54,7 @@ class TrainSummary(BaseModel):
 def _boost(info: RunInfo, plan: MemberPlan, state: dict, row_weights: str | None) -> BoostingStep:
     """This member's SAMME step: its errors on the (unresampled) training split, in index order."""
     train = Streamed(info.dataset, "train", info.classes, info.version)
-    model = build_model(plan.architecture, len(info.classes), train.image_size)
+    model = build_model(plan.architecture, len(info.classes), train.image_size, train.dims)
     model.load_state_dict(state)
     scored = predict_proba(model, train.loader(Share(0, 0, 1, False), 256, plan.seed), torch.device("cpu"))
     weights = np.asarray(BoostingStep.model_validate(storage.read_json(row_weights)).next_weights) if row_weights \
@@ -151,9 +151,9 @@ def pretrain_all(info: RunInfo, config: EnsembleConfig, plan: EnsemblePlan) -> N
 
 
 @ray.remote
-def _speed(architecture: str, image_size: int, batch_size: int, num_classes: int, threads: int) -> float:
+def _speed(architecture: str, image_size: int, batch_size: int, num_classes: int, threads: int, dims: int) -> float:
     torch.set_num_threads(threads)
-    return measure_seconds_per_step(architecture, image_size, batch_size, num_classes)
+    return measure_seconds_per_step(architecture, image_size, batch_size, num_classes, dims=dims)
 
 
 def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
@@ -173,7 +173,7 @@ def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
         archs = sorted({p.architecture for p in config.plans()})
         options = {"num_cpus": config.cpus_per_worker, "num_gpus": 1 if use_gpu else 0}
         refs = [_speed.options(**options).remote(a, info.image_size, train.batch_size, len(info.classes),
-                                                 config.cpus_per_worker) for a in archs]
+                                                 config.cpus_per_worker, info.dims) for a in archs]
         speeds = dict(zip(archs, get_all(refs), strict=True))
     plan = plan_ensemble(config, per_epoch, sizes.get("val", 0), slots(config), speeds)
     plan.slots = min(plan.slots, len(plan.members))  # members training at once

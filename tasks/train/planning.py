@@ -52,12 +52,12 @@ def evaluation_reserve(budget_seconds: float) -> float:
 
 
 def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int, num_classes: int,
-                             device: torch.device | None = None, steps: int = 5) -> float:
+                             device: torch.device | None = None, steps: int = 5, dims: int = 2) -> float:
     """Wall time of one optimizer step (forward, backward, AdamW) on random data, after two warm-up steps."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model: nn.Module = build_model(architecture, num_classes, image_size).to(device)
+    model: nn.Module = build_model(architecture, num_classes, image_size, dims).to(device)
     optimizer = torch.optim.AdamW(model.parameters())
-    x = torch.randn(batch_size, 1, image_size, image_size, device=device)
+    x = torch.randn(batch_size, 1, *(image_size,) * dims, device=device)
     y = torch.randint(0, num_classes, (batch_size,), device=device)
     for step in range(steps + 2):
         if step == 2:

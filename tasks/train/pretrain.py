@@ -56,7 +56,7 @@ def simclr(architecture: str, samples: Samples, config: PretrainConfig, seed: in
     if len(samples) < config.batch_size:
         raise ValueError(f"pretraining needs at least batch_size={config.batch_size} images; the dataset has {len(samples)}")
     torch.manual_seed(seed)
-    model = build_model(architecture, config.embedding, samples.image_size).to(device).train()
+    model = build_model(architecture, config.embedding, samples.image_size, samples.dims).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=config.steps)
     losses, recent = [], []
