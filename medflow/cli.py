@@ -11,10 +11,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="synthetic DICOM corpus -> the whole pipeline, locally")
-    demo.add_argument("--out", default="medflow-demo", help="folder for the corpus, dataset and outputs")
+    demo.add_argument("--out", help="folder for the corpus, dataset and outputs (default medflow-demo, "
+                      "with --volumes medflow-demo-volumes)")
+    demo.add_argument("--volumes", action="store_true", help="a synthetic CT corpus (series of slices) and 3-D networks")
     demo.add_argument("--patients", type=int, default=50)
-    demo.add_argument("--images-per-patient", type=int, default=4)
-    demo.add_argument("--epochs", type=int, default=10, help="epochs per ensemble member")
+    demo.add_argument("--images-per-patient", type=int, default=4, help="images (with --volumes: series) per patient")
+    demo.add_argument("--epochs", type=int, help="epochs per ensemble member (default 10, volumes 15)")
 
     ingest = sub.add_parser("ingest", help="DICOM source + labels CSV -> a new dataset version")
     ingest.add_argument("source", help="folder or s3://bucket/prefix of DICOM files")

@@ -15,6 +15,7 @@ from flows.train import TrainParams, train_flow
 from medflow.commands import preflight
 from medflow.summaries import print_decision, print_evaluation, print_ingest, print_predictions, print_training
 from medflow.synthetic import write_corpus
+from medflow.synthetic_series import write_volume_corpus
 from tasks.core import storage
 from tasks.data import dataset
 from tasks.ingest import deid
@@ -114,7 +115,7 @@ def rollback(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """A synthetic corpus, then the retraining pipeline, the same flow the nightly deployment runs."""
-    out = os.path.abspath(args.out)
+    out = os.path.abspath(args.out or ("medflow-demo-volumes" if args.volumes else "medflow-demo"))
     source = os.path.join(out, "source")
     if not os.environ.get(deid.KEY_ENV):
         key_file = os.path.join(out, "pseudonym.key")
@@ -125,14 +126,21 @@ def demo(args: argparse.Namespace) -> int:
         os.environ[deid.KEY_ENV] = open(key_file).read().strip()
         print(f"demo: no {deid.KEY_ENV} set; using a local demo key stored in {key_file}")
     if not os.path.exists(os.path.join(source, "labels.csv")):
-        print(f"demo: writing a synthetic DICOM corpus to {source}")
-        write_corpus(source, n_patients=args.patients, images_per_patient=args.images_per_patient, contrast=0.12)
+        print(f"demo: writing a synthetic DICOM {'CT series ' if args.volumes else ''}corpus to {source}")
+        if args.volumes:
+            write_volume_corpus(source, n_patients=args.patients, series_per_patient=min(args.images_per_patient, 2),
+                                size=48, depth=24, contrast=0.15)
+        else:
+            write_corpus(source, n_patients=args.patients, images_per_patient=args.images_per_patient, contrast=0.12)
+    if args.volumes:  # 3-D networks cost tens of times more: small volumes, two light members
+        size, members = 24, {"members": 2, "architectures": ["seed_cnn", "resnet18_small"], "train": {"epochs": args.epochs or 15}}
+    else:
+        size, members = 64, {"members": 3, "architectures": ["seed_cnn", "resnet18"], "train": {"epochs": args.epochs or 10}}
     params = PipelineParams(
-        ingest=IngestParams(source=source, labels=os.path.join(source, "labels.csv"), image_size=64,
+        ingest=IngestParams(source=source, labels=os.path.join(source, "labels.csv"), image_size=size, volumes=args.volumes,
                             dataset=os.path.join(out, "dataset"), rejects=os.path.join(out, "rejects.csv")),
         runs=os.path.join(out, "runs"), registry=os.path.join(out, "registry"), task="demo",
-        config=EnsembleConfig.model_validate({"members": 3, "architectures": ["seed_cnn", "resnet18"],
-                                              "train": {"epochs": args.epochs}, "evaluation": {"bootstrap_resamples": 1000}}))
+        config=EnsembleConfig.model_validate({**members, "evaluation": {"bootstrap_resamples": 1000}}))
     print(f"demo: library logs (Ray, Prefect's server) go to {startup.start_services(os.path.join(out, 'medflow.log'))}")
     print_pipeline(retrain_flow(params), params)
     return 0
