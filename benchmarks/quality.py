@@ -5,14 +5,15 @@ with what the training budget bought.
 ``--suite`` runs every dataset of the suite with the same defaults and no per-dataset settings:
 PneumoniaMNIST (full) and a small-data variant (500 training images drawn at random with seed 0 from
 PneumoniaMNIST's training split: its file is sorted by label, so its *first* 500 images are all
-``normal``; the same validation and test splits). VesselMNIST3D joins once volume datasets exist.
+``normal``; the same validation and test splits), and VesselMNIST3D (brain MRA volumes written as MR
+series, ingested with ``--volumes``; ``benchmarks/quality3d.py`` runs it alone).
 
 Every choice is made on validation only: the members' checks, the ensemble's combiner, temperature
 and operating point are fitted on the official validation split; the test split is touched once,
 by ``predict``, to print the table.
 
-Usage: python benchmarks/quality.py [--suite] [--only NAME] [--data PATH] [--work DIR] [--config FILE]
-                                    [--members N] [--epochs N]
+Usage: python benchmarks/quality.py [--suite] [--only NAME] [--data PATH] [--vessel-data PATH] [--work DIR]
+                                    [--config FILE] [--members N] [--epochs N]
 """
 
 from __future__ import annotations
@@ -31,12 +32,40 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.pneumonia import CLASSES, DEFAULT_DATA, load, write_corpus, write_labels  # noqa: E402
+from benchmarks.vessel import DEFAULT_VESSEL, VESSEL_CLASSES, load_volumes, write_series  # noqa: E402
 
 PUBLISHED = {  # MedMNIST v2 (Yang et al. 2023), Table 3, test split: (AUC, ACC); full datasets only
     "pneumoniamnist": [("ResNet-18 (28)", 0.944, 0.854), ("ResNet-50 (224)", 0.962, 0.884),
                        ("auto-sklearn", 0.942, 0.855), ("AutoKeras", 0.947, 0.878),
                        ("Google AutoML Vision", 0.991, 0.946)],
+    "vesselmnist3d": [("ResNet-18+2.5D", 0.748, 0.846), ("ResNet-18+3D", 0.874, 0.877), ("ResNet-18+ACS", 0.930, 0.928),
+                      ("ResNet-50+2.5D", 0.751, 0.877), ("ResNet-50+3D", 0.907, 0.918), ("ResNet-50+ACS", 0.912, 0.858),
+                      ("auto-sklearn", 0.910, 0.915), ("AutoKeras", 0.773, 0.894)],
 }
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A benchmark dataset: its pixels, labels and official splits, and how it becomes DICOM."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    splits: list[str]
+    volumes: bool = False
+
+    @property
+    def classes(self) -> tuple[str, str]:
+        return VESSEL_CLASSES if self.volumes else CLASSES
+
+    def write(self, source: str) -> None:
+        rows = write_series(source, self.images, self.labels, self.splits) if self.volumes else \
+            write_corpus(source, self.images, self.labels, self.splits, 28, by_split=True)
+        write_labels(os.path.join(source, "labels.csv"), rows)
+
+    def test_truth(self) -> dict[str, int]:
+        """Each test input's path in the predictions CSV (predicting on SOURCE/test), and its label."""
+        name = "s{:05d}" if self.volumes else "img{:05d}.dcm"
+        return {name.format(i): int(y) for i, (y, s) in enumerate(zip(self.labels, self.splits, strict=True)) if s == "test"}
 SMALL_TRAIN = 500
 
 
@@ -68,7 +97,7 @@ def late_gain(history: list[dict]) -> float:
     return smoothed[-1] - max(smoothed[:-quarter]) if len(smoothed) > quarter else float("nan")
 
 
-def run_one(name: str, images: np.ndarray, labels: np.ndarray, splits: list[str], work: str, args) -> Outcome:
+def run_one(name: str, corpus: Corpus, work: str, args) -> Outcome:
     from flows.evaluate import EvaluateParams, evaluate_flow
     from flows.ingest import IngestParams, ingest_flow
     from flows.predict import PredictParams, predict_flow
@@ -78,12 +107,11 @@ def run_one(name: str, images: np.ndarray, labels: np.ndarray, splits: list[str]
     source, times = os.path.join(work, "source"), {}
     t0 = time.perf_counter()
     if not os.path.exists(os.path.join(source, "labels.csv")):
-        rows = write_corpus(source, images, labels, splits, 28, by_split=True)
-        write_labels(os.path.join(source, "labels.csv"), rows)
+        corpus.write(source)
     times["write DICOM corpus"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ingest = IngestParams(source=source, labels=os.path.join(source, "labels.csv"), dataset=os.path.join(work, "dataset"),
-                          rejects=os.path.join(work, "rejects.csv"), image_size=args.image_size)
+                          rejects=os.path.join(work, "rejects.csv"), image_size=args.image_size, volumes=corpus.volumes)
     summary = ingest_flow(ingest)
     times["ingest"] = time.perf_counter() - t0
     config = load_config(args.config, {"members": args.members, "train.epochs": args.epochs})
@@ -100,15 +128,16 @@ def run_one(name: str, images: np.ndarray, labels: np.ndarray, splits: list[str]
     predict_flow(PredictParams(model=run, source=os.path.join(source, "test"), out=out))
     times["predict (test split)"] = time.perf_counter() - t0
 
-    truth = {f"img{i:05d}.dcm": int(y) for i, (y, s) in enumerate(zip(labels, splits, strict=True)) if s == "test"}
+    truth, classes = corpus.test_truth(), corpus.classes
     with open(out, newline="") as f:
         preds = [r for r in csv.DictReader(f) if not r["reason"]]
     y = np.array([truth[r["path"]] for r in preds])
-    p = np.array([float(r[f"p_{CLASSES[1]}"]) for r in preds])
-    predicted = np.array([CLASSES.index(r["predicted"]) for r in preds])
+    p = np.array([float(r[f"p_{classes[1]}"]) for r in preds])
+    predicted = np.array([classes.index(r["predicted"]) for r in preds])
     plan, ens = trained.plan, evaluation.ensemble
     budget = f"{plan.budget_seconds / 60:.0f}-minute budget" if plan.budget_seconds else "no budget"
-    lines = [f"dataset: {summary.added} images ingested, {len(y)} test files predicted",
+    unit = "series" if corpus.volumes else "images"
+    lines = [f"dataset: {summary.added} {unit} ingested, {len(y)} test {unit} predicted",
              f"plan ({budget}, sized by {plan.sized_by}): {len(trained.members)} members, {plan.slots} at a time, "
              f"measured s/step {({a: round(s, 3) for a, s in plan.seconds_per_step.items()})}"]
     for m in trained.members:
@@ -123,11 +152,20 @@ def run_one(name: str, images: np.ndarray, labels: np.ndarray, splits: list[str]
     return Outcome(name, roc_auc_score(y, p), accuracy_score(y, predicted), times, lines)
 
 
+SUITE = {  # name -> its corpus, loaded when it runs
+    "pneumoniamnist": lambda args: Corpus(*load(args.data, None)),
+    "pneumoniamnist-500": lambda args: Corpus(*small_variant(*load(args.data, None))),
+    "vesselmnist3d": lambda args: Corpus(*load_volumes(args.vessel_data), volumes=True),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", action="store_true", help="every dataset of the suite, one after another")
-    parser.add_argument("--only", choices=["pneumoniamnist", "pneumoniamnist-500"], help="one dataset of the suite")
+    parser.add_argument("--only", choices=["pneumoniamnist", "pneumoniamnist-500", "vesselmnist3d"],
+                        help="one dataset of the suite")
     parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--vessel-data", default=DEFAULT_VESSEL)
     parser.add_argument("--work", help="working folder (default: a new temporary one)")
     parser.add_argument("--config", help="run config YAML (default: medflow's defaults)")
     parser.add_argument("--members", type=int)
@@ -142,10 +180,8 @@ def main() -> None:
 
     work = args.work or tempfile.mkdtemp(prefix="medflow-quality-")
     start_services()
-    images, labels, splits = load(args.data, None)
-    datasets = {"pneumoniamnist": (images, labels, splits), "pneumoniamnist-500": small_variant(images, labels, splits)}
-    names = [args.only] if args.only else list(datasets) if args.suite else ["pneumoniamnist"]
-    outcomes = [run_one(name, *datasets[name], os.path.join(work, name), args) for name in names]
+    names = [args.only] if args.only else list(SUITE) if args.suite else ["pneumoniamnist"]
+    outcomes = [run_one(name, SUITE[name](args), os.path.join(work, name), args) for name in names]
 
     for outcome in outcomes:
         print(f"\n== {outcome.name}")
@@ -159,8 +195,6 @@ def main() -> None:
         for model, auc, acc in PUBLISHED.get(outcome.name, []):
             verdict = "beaten" if outcome.auc > auc and outcome.acc > acc else "not beaten"
             print(f"{'':<20} {model + ' (published)':<34} {auc:7.3f} {acc:7.3f}  {verdict}")
-    if args.suite:
-        print("vesselmnist3d: not run; volume datasets (issue 13) are not built yet")
 
 
 if __name__ == "__main__":
