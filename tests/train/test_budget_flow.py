@@ -39,8 +39,8 @@ def test_a_tight_budget_measures_speed_and_shortens_the_default_run(dataset):
 def test_boosted_members_train_in_sequence_on_reweighted_rows_and_combine_with_their_weights(dataset):
     root, uri = dataset
     config = EnsembleConfig.model_validate({
-        "members": 2, "architectures": ["seed_cnn"], "boosting": True,
-        "train": {"epochs": 2, "learning_rate": 3e-3, "augment": {"affine": 0.3, "crop": 0}},
+        "members": 2, "architectures": ["seed_cnn"], "boosting": True,  # enough steps that the first member learns
+        "train": {"epochs": 8, "batch_size": 16, "learning_rate": 3e-3, "augment": {"affine": 0.3, "crop": 0}},
         "evaluation": {"bootstrap_resamples": 100, "combiners": ["mean", "boosted"]}})
     run = RunFolder(str(root / "boosted"))
     summary = train_flow(TrainParams(dataset=uri, run=run.uri, config=config))
@@ -49,6 +49,7 @@ def test_boosted_members_train_in_sequence_on_reweighted_rows_and_combine_with_t
     steps = [json.loads(open(run.boosting(m.name)).read()) for m in (first, second)]
     assert [s["weight"] for s in steps] == [first.boosting_weight, second.boosting_weight]
     weights = steps[0]["next_weights"]
+    assert steps[0]["error"] < 0.5 and first.boosting_weight > 0  # better than chance: a positive vote
     assert abs(sum(weights) - 1) < 1e-6 and (max(weights) > min(weights) or steps[0]["error"] <= 1e-3)
     result = evaluate_flow(EvaluateParams(run=run.uri))
     doc = json.loads(open(run.metrics).read())
