@@ -136,17 +136,18 @@ def throughput(args: argparse.Namespace) -> None:
     from tasks.model.architectures import build_model
     from tasks.model.config import AugmentConfig
     from tasks.train.augment import Augmenter
-    from tasks.train.loop import train_epoch
+    from tasks.train.loop import channels_last, train_epoch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     n = args.batch * args.steps
     rng = np.random.default_rng(0)
-    samples = InMemory(rng.integers(0, 256, (n, args.size, args.size), dtype=np.uint8), rng.integers(0, 2, n))
+    shape = (args.size,) * args.dims
+    samples = InMemory(rng.integers(0, 256, (n, *shape), dtype=np.uint8), rng.integers(0, 2, n))
     loader = samples.loader(Share(epoch=0, rank=0, world=1, train=True), args.batch, 0, partial(Augmenter, AugmentConfig()),
                             args.loader_workers, pin_memory=device.type == "cuda")
-    model = build_model(args.model, 2, args.size).to(device)
+    model = build_model(args.model, 2, args.size, args.dims).to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=channels_last(args.dims))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     loss_fn = nn.CrossEntropyLoss()
@@ -165,7 +166,8 @@ def throughput(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
     compute = time.perf_counter() - start
-    print(f"{args.model} @ {args.size}px, batch {args.batch}, {device.type}{' AMP + channels_last' if scaler else ''}, "
+    kind = " volumes" if args.dims == 3 else ""
+    print(f"{args.model} @ {args.size}px{kind}, batch {args.batch}, {device.type}{' AMP + channels_last' if scaler else ''}, "
           f"{args.loader_workers} loader workers")
     print(f"  with the data loader   {n / full:9.0f} img/s")
     print(f"  compute only           {n / compute:9.0f} img/s")
@@ -183,6 +185,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--loader-workers", type=int, default=8)
+    parser.add_argument("--dims", type=int, choices=[2, 3], default=2, help="3: volumes of size^3 (3-D networks)")
     args = parser.parse_args()
     throughput(args) if args.throughput else compare(args)
 
