@@ -9,6 +9,7 @@ import csv
 import hashlib
 import io
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from tasks.core import storage
@@ -62,14 +63,29 @@ def plan(source: str, labels_uri: str, volumes: bool = False) -> Plan:
     and row gets exactly one outcome."""
     rows = read_labels(labels_uri)
     listing = {entry.path: entry for entry in storage.list_files(source)}
-    if volumes:
-        return _plan_series(source, labels_uri, rows, listing)
-    labels_rel = _relative_to(source, labels_uri)
     result = Plan()
-    guard = PathGuard(source)
+    mentioned = {_relative_to(source, labels_uri) or ""}  # the CSV itself, and every path it names, refused or not
+    checked = _checked_rows(rows, PathGuard(source), result, mentioned)
+    if volumes:
+        _plan_series(checked, listing, result, mentioned)
+    else:
+        for rel, label, split in checked:
+            if rel not in listing:
+                result.rejects.append(RefusedPath(rel, Reason.MISSING_FILE, "no such file in the source"))
+                continue
+            result.items.append(Item(len(result.items), rel, label, split, listing[rel].size, listing[rel].stamp))
+        for rel in sorted(set(listing) - mentioned):
+            result.rejects.append(RefusedPath(rel, Reason.UNLABELED, "no row in the labels CSV"))
+    _drop_conflicting(result)
+    return result
+
+
+def _checked_rows(rows: list[dict[str, str]], guard: PathGuard, result: Plan,
+                  mentioned: set[str]) -> Iterator[tuple[str, str, str | None]]:
+    """(path, label, split) of each CSV path that may be opened, once, with a valid label and split;
+    the other rows become refusals in ``result``; every path named is added to ``mentioned``."""
     seen: dict[str, tuple[str, str | None]] = {}
     conflicted: set[str] = set()
-    mentioned: set[str] = set()  # every path the CSV names, refused or not
     for row in rows:
         rel = row.get("path", "")
         label, split = row.get("label", ""), (row.get("split") or "").lower() or None
@@ -90,14 +106,7 @@ def plan(source: str, labels_uri: str, volumes: bool = False) -> Plan:
         if not label or (split is not None and split not in SPLITS):
             result.rejects.append(RefusedPath(rel, Reason.INVALID_LABEL_ROW, f"label must be non-empty, split one of {SPLITS}"))
             continue
-        if rel not in listing:
-            result.rejects.append(RefusedPath(rel, Reason.MISSING_FILE, "no such file in the source"))
-            continue
-        result.items.append(Item(len(result.items), rel, label, split, listing[rel].size, listing[rel].stamp))
-    for rel in sorted(set(listing) - mentioned - {labels_rel}):
-        result.rejects.append(RefusedPath(rel, Reason.UNLABELED, "no row in the labels CSV"))
-    _drop_conflicting(result)
-    return result
+        yield rel, label, split
 
 
 def _folders(listing: dict) -> dict[str, list]:
@@ -114,40 +123,20 @@ def _series_item(index: int, rel: str, label: str, split: str | None, entries: l
     return Item(index, rel, label, split, sum(e.size for e in entries), stamp, tuple((e.path, e.size) for e in entries))
 
 
-def _plan_series(source: str, labels_uri: str, rows: list[dict[str, str]], listing: dict) -> Plan:
+def _plan_series(checked: Iterator[tuple[str, str, str | None]], listing: dict, result: Plan, mentioned: set[str]) -> None:
     """Volume mode: each CSV path names a series folder (its files directly inside it) or one
     multi-frame file; files that no named series holds are reported once per folder (unlabeled)."""
     folders = _folders(listing)
-    result, guard = Plan(), PathGuard(source)
-    seen: dict[str, tuple[str, str | None]] = {}
-    conflicted: set[str] = set()
-    covered: set[str] = {_relative_to(source, labels_uri) or ""}
-    for row in rows:
-        rel, label, split = row.get("path", ""), row.get("label", ""), (row.get("split") or "").lower() or None
-        why = guard.reason(rel)
-        if why:
-            result.rejects.append(RefusedPath(rel, Reason.PATH_OUTSIDE_SOURCE, why))
-            continue
-        rel = posixpath.normpath(rel.replace("\\", "/")).rstrip("/")
+    for rel, label, split in checked:
         entries = [listing[rel]] if rel in listing else folders.get(rel, [])
-        covered.update(e.path for e in entries)
-        if rel in seen:
-            if seen[rel] != (label, split) and rel not in conflicted:
-                conflicted.add(rel)
-                result.rejects.append(RefusedPath(rel, Reason.CONFLICTING_LABELS, "listed again with another label or split"))
-            continue
-        seen[rel] = (label, split)
-        if not label or (split is not None and split not in SPLITS):
-            result.rejects.append(RefusedPath(rel, Reason.INVALID_LABEL_ROW, f"label must be non-empty, split one of {SPLITS}"))
-        elif not entries:
-            result.rejects.append(RefusedPath(rel, Reason.MISSING_FILE, "no such series folder or file in the source"))
-        else:
+        if entries:
             result.items.append(_series_item(len(result.items), rel, label, split, entries))
+        else:
+            result.rejects.append(RefusedPath(rel, Reason.MISSING_FILE, "no such series folder or file in the source"))
+    covered = {p for p in listing if p in mentioned or posixpath.dirname(p) in mentioned}
     for folder in sorted({posixpath.dirname(p) for p in set(listing) - covered}):
         n = sum(1 for e in folders[folder] if e.path not in covered)
         result.rejects.append(RefusedPath(folder or ".", Reason.UNLABELED, f"{n} file(s) that no labels row names"))
-    _drop_conflicting(result)
-    return result
 
 
 def _drop_conflicting(result: Plan) -> None:

@@ -43,7 +43,7 @@ def test_every_series_has_one_outcome_and_each_refusal_its_reason(series_run):
 
 def test_rows_follow_the_volume_contract(series_run):
     _, params, *_ = series_run
-    assert dataset.geometry(params.dataset).model_dump() == {"kind": "volume3d", "image_size": 16}
+    assert dataset.geometry(params.dataset).model_dump() == {"kind": "volume3d", "image_size": 16, "window": None}
     rows = dataset.read_version(params.dataset).to_pylist()
     for row in rows:
         assert (row["depth"], row["height"], row["width"]) == (16, 16, 16) and len(row["pixels"]) == 16**3
@@ -91,6 +91,8 @@ def test_the_kind_is_fixed_when_the_dataset_is_created(series_run, tmp_path, cap
     _, params, *_ = series_run
     assert main(["ingest", params.source, "--labels", params.labels, "--dataset", params.dataset, "--images"]) == 2
     assert "holds 16x16x16 volumes; --images would mix images and volumes" in capsys.readouterr().err
+    assert main(["ingest", params.source, "--labels", params.labels, "--dataset", params.dataset, "--window", "40,400"]) == 2
+    assert "made with each series' own window; --window 40,400 would mix windows" in capsys.readouterr().err
     images = tmp_path / "images"
     labels = synthetic.write_corpus(str(images / "src"), n_patients=2, images_per_patient=1, size=16)
     assert main(["ingest", str(images / "src"), "--labels", labels, "--dataset", str(images / "ds"),
@@ -99,3 +101,20 @@ def test_the_kind_is_fixed_when_the_dataset_is_created(series_run, tmp_path, cap
     assert "holds 16x16 images; --volumes would mix" in capsys.readouterr().err
     assert main(["ingest", str(images / "src"), "--labels", labels, "--dataset", str(images / "ds"), "--window", "40,400"]) == 2
     assert "--window applies to volume datasets only" in capsys.readouterr().err
+
+
+def test_the_window_asked_for_is_recorded_and_used(tmp_path, ray_local):
+    from tasks.dicom.volume import decode_series
+
+    labels = synthetic_series.write_volume_corpus(str(tmp_path / "src"), n_patients=2, series_per_patient=1, size=16, depth=6)
+    params = IngestParams(source=str(tmp_path / "src"), labels=labels, dataset=str(tmp_path / "ds"), volumes=True,
+                          image_size=16, window=(400.0, 2000.0), rejects=str(tmp_path / "r.csv"))
+    assert ingest_flow(params).added == 2
+    assert dataset.geometry(params.dataset).window == (400.0, 2000.0)
+    row = dataset.read_version(params.dataset).to_pylist()[0]
+    folder = next(r["path"] for r in read_csv(labels) if r["label"] == row["label"])
+    files = [p.read_bytes() for p in sorted((tmp_path / "src" / folder).iterdir())]
+    candidates = {decode_series(files, 16, window).pixels.tobytes(): window for window in ((400.0, 2000.0), None)}
+    assert len(candidates) == 2  # the series' own window gives other pixels
+    matching = [r for r in dataset.read_version(params.dataset).to_pylist() if r["pixels"] in candidates]
+    assert matching and all(candidates[r["pixels"]] == (400.0, 2000.0) for r in matching)
