@@ -65,10 +65,9 @@ class VolumeAugmenter:
         c = config
         slices = [A.HorizontalFlip(p=c.horizontal_flip), A.VerticalFlip(p=c.vertical_flip), *_intensity(c)]
         self.slices = A.Compose([t for t in slices if t.p > 0], seed=seed)
-        margin = int(round(image_size * (1 - c.crop_min_area ** (1 / 3)) / 2))
-        self.shift = A.Compose([A.PadIfNeeded3D(min_zyx=(image_size + 2 * margin,) * 3, fill=0),
-                                A.RandomCrop3D(size=(image_size,) * 3)], p=c.crop, seed=seed + 1) \
-            if c.crop > 0 and margin > 0 else None
+        self.margin = int(round(image_size * (1 - c.crop_min_area ** (1 / 3)) / 2)) if c.crop > 0 else 0
+        self.crop, self.seed = c.crop, seed
+        self.shifts: dict[tuple[int, ...], A.Compose] = {}  # per volume shape: pad by the margin, crop back
         radians = float(np.radians(c.rotate_degrees))
         self.affine = RandAffine(prob=c.affine, rotate_range=(radians,) * 3, scale_range=(c.scale,) * 3,
                                  translate_range=(c.translate * image_size,) * 3, padding_mode="zeros",
@@ -76,10 +75,16 @@ class VolumeAugmenter:
         if self.affine is not None:
             self.affine.set_random_state(seed)
 
+    def _shift(self, shape: tuple[int, ...]) -> A.Compose:
+        if shape not in self.shifts:
+            self.shifts[shape] = A.Compose([A.PadIfNeeded3D(min_zyx=tuple(n + 2 * self.margin for n in shape), fill=0),
+                                            A.RandomCrop3D(size=shape)], p=self.crop, seed=self.seed + 1)
+        return self.shifts[shape]
+
     def __call__(self, volume: np.ndarray) -> np.ndarray:
         out = self.slices(images=volume)["images"] if self.slices.transforms else volume
-        if self.shift is not None:
-            out = self.shift(volume=out)["volume"]
+        if self.margin:
+            out = self._shift(out.shape)(volume=out)["volume"]
         if self.affine is not None:
             moved = self.affine(out[None].astype(np.float32))
             out = np.clip(np.rint(np.asarray(moved)[0]), 0, 255).astype(np.uint8)
