@@ -75,8 +75,8 @@ class Outcome:
     auc: float
     acc: float
     seconds: dict[str, float]
-    lines: list[str] = field(default_factory=list)
-    acc_at_half: float = float("nan")  # accuracy of p >= 0.5, the published figures' rule (argmax)  # what the budget bought, members, ensemble
+    lines: list[str] = field(default_factory=list)  # what the budget bought, members, ensemble
+    acc_at_half: float = float("nan")  # accuracy of p >= 0.5, the published figures' rule (argmax)
 
 
 def small_variant(images: np.ndarray, labels: np.ndarray, splits: list[str], seed: int = 0) -> tuple:
