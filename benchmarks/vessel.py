@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from benchmarks.pneumonia import load
 from medflow import synthetic, synthetic_series
 
 DEFAULT_VESSEL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "vesselmnist3d.npz")
@@ -15,16 +16,8 @@ VESSEL_CLASSES = ("vessel", "aneurysm")
 
 
 def load_volumes(path: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    data = np.load(path)
-    volumes, labels, splits = [], [], []
-    for split in ("train", "val", "test"):
-        volumes.append(data[f"{split}_images"])
-        labels.append(data[f"{split}_labels"].ravel())
-        splits += [split] * len(data[f"{split}_labels"])
-    volumes, labels = np.concatenate(volumes), np.concatenate(labels)
-    if limit:
-        volumes, labels, splits = volumes[:limit], labels[:limit], splits[:limit]
-    return volumes, labels, splits
+    """Volumes (N x 28 x 28 x 28), labels and official splits: the same npz layout as PneumoniaMNIST's."""
+    return load(path, limit)
 
 
 def write_series(root: str, volumes: np.ndarray, labels: np.ndarray, splits: list[str], seed: int = 0) -> list[list[str]]:
