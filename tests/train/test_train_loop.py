@@ -76,12 +76,14 @@ def test_validation_without_a_class_stops_on_loss(data):
     assert result.best_loss == min(h["val_loss"] for h in result.history)
 
 
-def test_the_gpu_throughput_benchmark_runs_without_ray_prefect_or_deltalake():
-    """The GPU machine has torch but not Ray, Prefect or deltalake: the per-worker loop must not need them."""
+@pytest.mark.parametrize("args", [["--size", "32"], ["--size", "16", "--dims", "3", "--model", "seed_cnn"]])
+def test_the_gpu_throughput_benchmark_runs_without_ray_prefect_or_deltalake(args):
+    """The GPU machine has torch but not Ray, Prefect or deltalake: the per-worker loop (2-D and 3-D)
+    must not need them."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     blocked = ["ray", "prefect", "deltalake", "s3fs", "boto3", "moto"]
-    code = (f"import runpy, sys; sys.modules.update(dict.fromkeys({blocked!r}));"
-            "sys.argv = ['train.py', '--throughput', '--size', '32', '--batch', '8', '--steps', '2', '--loader-workers', '0'];"
+    argv = ["train.py", "--throughput", *args, "--batch", "8", "--steps", "2", "--loader-workers", "0"]
+    code = (f"import runpy, sys; sys.modules.update(dict.fromkeys({blocked!r})); sys.argv = {argv!r};"
             "runpy.run_path('benchmarks/train.py', run_name='__main__')")
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
