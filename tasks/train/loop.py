@@ -225,7 +225,10 @@ def fit(
         val_auc, val_loss = auc(gathered.probs, gathered.labels, positive=1), log_loss(gathered.probs, gathered.labels)
         recent.append((val_auc, val_loss))
         smooth_auc, smooth_loss = _smoothed(recent, config.smoothing)
-        improved = _better(smooth_auc, smooth_loss, result, auc_tolerance(gathered.labels, smooth_auc))
+        # a check is kept only once its smoothing window is full: one lucky early check on a small
+        # validation split must not pick weights that have not learned yet
+        eligible = len(recent) >= min(config.smoothing, length.checks) or (result.best_state is None and late)
+        improved = eligible and _better(smooth_auc, smooth_loss, result, auc_tolerance(gathered.labels, smooth_auc))
         result.top_auc = max(result.top_auc, float("-inf") if np.isnan(smooth_auc) else smooth_auc)
         if improved:
             result.best_auc, result.best_loss = smooth_auc, smooth_loss

@@ -36,8 +36,9 @@ def test_a_tight_budget_measures_speed_and_shortens_the_default_run(dataset):
     assert storage.read_json(RunFolder(str(root / "tight")).plan) == plan.model_dump(mode="json")  # a rerun keeps it
 
 
-def test_boosted_members_train_in_sequence_on_reweighted_rows_and_combine_with_their_weights(dataset):
-    root, uri = dataset
+def test_boosted_members_train_in_sequence_on_reweighted_rows_and_combine_with_their_weights(tmp_path, ray_local):
+    _, uri = ingested_corpus(tmp_path, 40, 4, (0.5, 0.3, 0.2))  # a validation split large enough to judge checks
+    root = tmp_path
     config = EnsembleConfig.model_validate({
         "members": 2, "architectures": ["seed_cnn"], "boosting": True,  # enough steps that the first member learns
         "train": {"epochs": 8, "batch_size": 16, "learning_rate": 3e-3, "augment": {"affine": 0.3, "crop": 0}},
