@@ -10,7 +10,7 @@ import argparse
 import json
 
 from flows import startup
-from flows.ingest import IngestParams, ingest_flow
+from flows.ingest import IngestParams, ingest_flow, ingests_volumes
 from medflow.summaries import print_ingest
 from tasks.core import storage
 from tasks.data import dataset
@@ -61,9 +61,7 @@ def preflight(params: IngestParams) -> None:
     read_labels(params.labels)
     if not storage.exists(params.source):
         raise ValueError(f"source not found: {params.source}")
-    existing = dataset.existing_geometry(params.dataset)
-    volumes = params.volumes if params.volumes is not None else bool(existing and existing.volumes)
-    if params.window is not None and not volumes:
+    if params.window is not None and not ingests_volumes(params):
         raise ValueError("--window applies to volume datasets only (ingest with --volumes)")
     # another size, kind or window than the dataset's: refused before anything is decoded
     geometry.choose(params.dataset, params.image_size, params.source, [], params.volumes, params.window)

@@ -34,19 +34,20 @@ def stored_pixels(ds: Dataset, header: ImageHeader | None = None) -> np.ndarray:
         if h.signed:
             return (values << unused) >> unused  # arithmetic shift sign-extends
         return values & np.array((1 << h.bits_stored) - 1, dtype=dtype)
-    try:
-        return ds.pixel_array
-    except Exception as exc:
-        raise Rejection("decode_failed", f"(7FE0,0010) could not be decoded ({type(exc).__name__})") from None
+    return _pixel_array(ds)
 
 
 def stored_frames(ds: Dataset, header: ImageHeader) -> np.ndarray:
     """Every frame's stored values (frames x rows x columns), masked and sign-extended like ``stored_pixels``."""
+    return _pixel_array(ds).reshape(header.frames, header.rows, header.columns)
+
+
+def _pixel_array(ds: Dataset) -> np.ndarray:
+    """pydicom's pixel handlers (which mask and sign-extend), a failure as ``decode_failed``."""
     try:
-        values = ds.pixel_array
+        return ds.pixel_array
     except Exception as exc:
         raise Rejection("decode_failed", f"(7FE0,0010) could not be decoded ({type(exc).__name__})") from None
-    return values.reshape(header.frames, header.rows, header.columns)
 
 
 def has_voi(ds: Dataset) -> bool:

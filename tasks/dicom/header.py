@@ -132,12 +132,20 @@ class ImageHeader:
         )
 
 
+def sop_class_of(ds: Dataset) -> str:
+    return str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
+
+
+def is_non_image_object(ds: Dataset) -> bool:
+    """SR, RT plan, waveform, DICOMDIR, ...: objects that never hold an image (by SOP class)."""
+    return "DirectoryRecordSequence" in ds or sop_class_of(ds).startswith(NON_IMAGE_SOP_PREFIXES)
+
+
 def validate(ds: Dataset, limits: Limits, frames: bool = False) -> ImageHeader:
     """Refuse what cannot or must not be decoded, before any pixel is allocated (``frames``: a
     multi-frame file is a volume, not a refusal)."""
-    sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
-    if "DirectoryRecordSequence" in ds or sop_class.startswith(NON_IMAGE_SOP_PREFIXES):
-        raise Rejection("not_an_image", f"(0008,0016) SOP Class UID {sop_class} is not an image")
+    if is_non_image_object(ds):
+        raise Rejection("not_an_image", f"(0008,0016) SOP Class UID {sop_class_of(ds)} is not an image")
     if "PixelData" not in ds:
         raise Rejection("no_pixel_data")
     h = ImageHeader.of(ds)

@@ -17,7 +17,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from tasks.core.refusals import Rejection
-from tasks.dicom.header import NON_IMAGE_SOP_PREFIXES, ImageHeader, Limits, parse, validate
+from tasks.dicom.header import ImageHeader, Limits, is_non_image_object, parse, validate
 
 DUPLICATE_MM = 0.01  # two slices closer than this along the normal are at one position
 GAP_RATIO = 1.5  # a step this much longer than the median step is a missing slice
@@ -64,8 +64,7 @@ def _floats(value: object, n: int) -> np.ndarray | None:
 
 
 def _is_non_image(ds: Dataset) -> bool:
-    sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
-    return "DirectoryRecordSequence" in ds or sop_class.startswith(NON_IMAGE_SOP_PREFIXES) or "PixelData" not in ds
+    return is_non_image_object(ds) or "PixelData" not in ds
 
 
 def _is_localizer(ds: Dataset) -> bool:

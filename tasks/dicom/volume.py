@@ -63,7 +63,7 @@ def display_volume(series: Series, requested: tuple[float, float] | None = None)
     """slices x rows x columns uint8, slices ascending along the normal."""
     stored = [plane.stored() for plane in series.planes]
     window = series_window(series, requested)
-    if window is None and requested is None and _needs_own_range(series):
+    if window is None and _needs_own_range(series):
         window = _own_range(series, stored)
     first = series.planes[0].header
     volume = np.empty((len(stored), first.rows, first.columns), np.uint8)

@@ -73,6 +73,11 @@ class KnownDigests:
         return i < len(self.digests) and self.digests[i] == value
 
 
+def patient_key(key: bytes, patient_id: str, image_key: str) -> str:
+    """The patient's pseudonym; without (0010,0020) Patient ID the image (series) is its own patient."""
+    return deid.pseudonym(key, "patient", patient_id) if patient_id else deid.pseudonym(key, "patient-of-image", image_key)
+
+
 def image_row(data: bytes, sha: str, label: str, key: bytes, image_size: int, limits: Limits) -> dict:
     """Decode one file into a dataset row (allowlisted fields only)."""
     decoded = decode(data, image_size, limits)
@@ -82,8 +87,7 @@ def image_row(data: bytes, sha: str, label: str, key: bytes, image_size: int, li
     image_key = deid.pseudonym(key, "image", sop_uid or f"sha:{sha}")
     return {
         "image_key": image_key,
-        # without (0010,0020) Patient ID the image is its own patient
-        "patient_key": deid.pseudonym(key, "patient", patient_id) if patient_id else deid.pseudonym(key, "patient-of-image", image_key),
+        "patient_key": patient_key(key, patient_id, image_key),
         "label": label,
         "height": pixels.shape[0],
         "width": pixels.shape[1],
@@ -120,8 +124,7 @@ def volume_row(files: list[bytes], sha: str, label: str, key: bytes, size: int, 
     image_key = deid.pseudonym(key, "series", series.series_uid or f"sha:{sha}")
     return {
         "image_key": image_key,
-        "patient_key": deid.pseudonym(key, "patient", series.patient_id) if series.patient_id
-        else deid.pseudonym(key, "patient-of-image", image_key),
+        "patient_key": patient_key(key, series.patient_id, image_key),
         "label": label,
         "depth": size, "height": size, "width": size,
         "pixels": pixels.tobytes(),

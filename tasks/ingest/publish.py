@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 
 import pyarrow as pa
 import ray
@@ -27,16 +28,18 @@ def _write_part_task(uri: str, table: pa.Table, rows: list[int], splits: list[st
     return dataset.write_part(uri, table.append_column("split", pa.array(splits, pa.string())))
 
 
-def write_parts(uri: str, decoded: Decoded, keep: dict[int, str]) -> list[dict]:
-    """Each batch's kept rows, with their split, written as one data file by a Ray worker (in parallel;
-    the pixels go from the object store to storage without passing through the driver)."""
-    pending = []
+def _kept(decoded: Decoded, keep: dict[int, str]) -> Iterator[tuple[ray.ObjectRef, list[int], list[str]]]:
+    """(table reference, its kept rows, their splits) of each batch with a kept row."""
     for result, table_ref in zip(decoded.results, decoded.tables, strict=True):
         wanted = [(row, keep[idx]) for row, idx in enumerate(result.index) if idx in keep]
         if wanted:
-            rows, splits = [r for r, _ in wanted], [s for _, s in wanted]
-            pending.append(_write_part_task.remote(uri, table_ref, rows, splits))
-    return get_all(pending)
+            yield table_ref, [r for r, _ in wanted], [s for _, s in wanted]
+
+
+def write_parts(uri: str, decoded: Decoded, keep: dict[int, str]) -> list[dict]:
+    """Each batch's kept rows, with their split, written as one data file by a Ray worker (in parallel;
+    the pixels go from the object store to storage without passing through the driver)."""
+    return get_all([_write_part_task.remote(uri, table_ref, rows, splits) for table_ref, rows, splits in _kept(decoded, keep)])
 
 
 def kept_rows(decoded: Decoded, keep: dict[int, str], geometry: Geometry) -> pa.RecordBatchReader:
@@ -44,12 +47,9 @@ def kept_rows(decoded: Decoded, keep: dict[int, str], geometry: Geometry) -> pa.
     schema = schema_for(geometry.kind)
 
     def batches():
-        for result, table_ref in zip(decoded.results, decoded.tables, strict=True):
-            wanted = [(row, keep[idx]) for row, idx in enumerate(result.index) if idx in keep]
-            if wanted:
-                table = ray.get(table_ref).take([r for r, _ in wanted])
-                table = table.append_column("split", pa.array([s for _, s in wanted], pa.string()))
-                yield from table.select(schema.names).cast(schema).to_batches()
+        for table_ref, rows, splits in _kept(decoded, keep):
+            table = ray.get(table_ref).take(rows).append_column("split", pa.array(splits, pa.string()))
+            yield from table.select(schema.names).cast(schema).to_batches()
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 

@@ -37,8 +37,12 @@ class Preprocessing(BaseModel):
     tta_hflip: bool = Field(False, description="average each member over the image and its left-right flip")
 
     @property
+    def volumes(self) -> bool:
+        return self.kind == "volume3d"
+
+    @property
     def dims(self) -> int:
-        return 3 if self.kind == "volume3d" else 2
+        return 3 if self.volumes else 2
 
 
 class Member(BaseModel):

@@ -46,7 +46,7 @@ def decode_unit(source: str, unit: Unit, preprocessing: Preprocessing, guard: Pa
         if why:
             raise Rejection("path_outside_source", why)
     data = [read_source(storage.join(source, *rel.split("/")), size, limits) for rel, size in unit[1]]
-    if preprocessing.kind == "volume3d":
+    if preprocessing.volumes:
         return decode_series(data, preprocessing.image_size, preprocessing.window, limits).pixels
     return decode(data[0], preprocessing.image_size, limits).pixels
 
@@ -99,7 +99,7 @@ def _batches(source: str, units: list[Unit], preprocessing: Preprocessing,
              limits: Limits) -> Iterator[list[tuple[str, np.ndarray | None, str]]]:
     guard = PathGuard(source)
     batch: list[tuple[str, np.ndarray | None, str]] = []
-    size = VOLUME_BATCH if preprocessing.kind == "volume3d" else BATCH
+    size = VOLUME_BATCH if preprocessing.volumes else BATCH
     for unit in units:
         rel = unit[0]
         try:
@@ -148,7 +148,7 @@ def to_csv(classes: list[str], rows: list[Row]) -> Predictions:
 def predict_source(model: EnsembleModel, source: str, limits: Limits = Limits(),
                    progress: Callable[[int], None] | None = None) -> Predictions:
     """CSV text with one row per file (series) below ``source`` (or for ``source``), and counts; in this process."""
-    inputs = list_inputs(source, model.card.preprocessing.kind == "volume3d")
+    inputs = list_inputs(source, model.card.preprocessing.volumes)
     return to_csv(model.card.classes, predict_units(model, inputs.root, inputs.units, limits, progress))
 
 
@@ -165,7 +165,7 @@ def predict(model: EnsembleModel, source: str, limits: Limits = Limits(),
     cluster; rows in path order. A file (series) whose decoder kills its worker process gets a
     ``decode_failed`` row; the other inputs of its chunk are predicted."""
     ensure_ray()
-    volumes = model.card.preprocessing.kind == "volume3d"
+    volumes = model.card.preprocessing.volumes
     inputs = list_inputs(source, volumes)
     source, files = inputs.root, inputs.units
     cpus = cluster_cpus()
