@@ -12,7 +12,7 @@ from benchmarks.pneumonia import load
 from medflow import synthetic, synthetic_series
 
 DEFAULT_VESSEL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "vesselmnist3d.npz")
-VESSEL_CLASSES = ("vessel", "aneurysm")
+VESSEL_CLASSES = ("normal", "aneurysm")  # MedMNIST names 0 "vessel": "normal" makes aneurysm the positive class
 
 
 def load_volumes(path: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -112,7 +112,8 @@ def evaluate(run: TrainedRun) -> Evaluation:
     boosting = [m.boosting_weight for m in model.card.members]
     fitted = ensemble.fit(member_probs["val"], val.labels, val.patients, positive, tuple(evaluation.combiners),
                           evaluation.temperature_scaling, evaluation.seed,
-                          boosting_weights=boosting if all(w is not None for w in boosting) else None)
+                          boosting_weights=boosting if all(w is not None for w in boosting) else None,
+                          class_bias=evaluation.class_bias)
     spec, candidates, ensemble_val = fitted.spec, fitted.candidate_auc, fitted.val_probs
     model.card.ensemble = spec
     model_store.save_card(model_uri, model.card)  # predict now uses the fitted ensemble

@@ -92,6 +92,8 @@ class EvaluationConfig(BaseModel):
 
     combiners: list[str] = Field(default_factory=lambda: list(COMBINERS), description="candidates; the best on validation wins")
     temperature_scaling: bool = Field(True, description="fit a temperature on validation")
+    class_bias: bool = Field(True, description="with temperature scaling, also fit a per-class bias: undoes the "
+                             "class-weighted loss's shift towards rare classes, so p >= 0.5 is the likelier class")
     tta_hflip: bool | Literal["auto"] = Field("auto", description="test-time augmentation: average over a left-right "
                                               "flip; auto: where it gives the better validation AUC (then loss)")
     bootstrap_resamples: int = Field(1000, ge=100, description="patient-level bootstrap resamples for the 95% CIs")

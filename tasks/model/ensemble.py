@@ -3,7 +3,9 @@
 Combiners: ``mean`` probability, majority ``vote``, validation-``weighted`` mean, ``stacking``
 (a logistic regression on the members' log-probabilities, cross-fitted by patient on validation),
 and ``boosted`` (a boosted run's members weighted by the vote weights fitted in training);
-then optional temperature scaling and an operating point, both fitted on validation. The fitted
+then optional calibration (a temperature and, by default, a per-class bias: the class-weighted
+loss shifts probabilities towards rare classes, and the bias shifts them back) and an operating
+point, all fitted on validation. The fitted
 result is an ``EnsembleSpec``: plain numbers, stored as JSON beside the weights.
 """
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
@@ -32,6 +34,7 @@ class EnsembleSpec(BaseModel):
     stack_coef: list[list[float]] | None = Field(None, description="logistic regression coefficients (stacking)")
     stack_intercept: list[float] | None = None
     temperature: float = Field(1.0, gt=0, description="divides the log-probabilities before the softmax")
+    bias: list[float] | None = Field(None, description="per-class, added after the temperature (none: zero)")
     threshold: float = Field(0.5, description="operating point on the positive class (binary tasks)")
     positive: int = Field(1, description="index of the positive class (binary tasks)")
 
@@ -64,24 +67,32 @@ def combine(member_probs: np.ndarray, spec: EnsembleSpec) -> np.ndarray:
                              np.asarray(spec.stack_intercept), c)
     else:
         raise ValueError(f"unknown combiner {spec.combiner!r}; choose one of {COMBINERS}")
-    return apply_temperature(probs, spec.temperature)
+    return calibrate(probs, spec.temperature, spec.bias)
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    if temperature == 1.0:
+def calibrate(probs: np.ndarray, temperature: float, bias: list[float] | None = None) -> np.ndarray:
+    """softmax(log p / temperature + bias)."""
+    if temperature == 1.0 and not bias:
         return probs
-    return softmax(np.log(np.clip(probs, EPS, 1)) / temperature, axis=1)
+    logits = np.log(np.clip(probs, EPS, 1)) / temperature
+    return softmax(logits + np.asarray(bias) if bias else logits, axis=1)
 
 
-def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of ``labels``, searched in 0.25..8
-    (bounded: on perfectly separated validation data the likelihood alone would drive it to 0)."""
+def fit_calibration(probs: np.ndarray, labels: np.ndarray, bias: bool = True) -> tuple[float, list[float] | None]:
+    """The temperature (within 0.25..8) and, with ``bias``, the per-class bias (the first class's
+    fixed at 0, the others within +-10) that minimise the negative log-likelihood of ``labels``.
+    Bounded: on perfectly separated validation data the likelihood alone would drive them to extremes."""
     logp = np.log(np.clip(probs, EPS, 1))
+    classes = probs.shape[1]
+    free = classes - 1 if bias else 0
 
-    def nll(log_t: float) -> float:
-        return float(-log_softmax(logp / np.exp(log_t), axis=1)[np.arange(len(labels)), labels].mean())
+    def nll(x: np.ndarray) -> float:
+        shift = np.r_[0.0, x[1:]] if free else 0.0
+        return float(-log_softmax(logp / np.exp(x[0]) + shift, axis=1)[np.arange(len(labels)), labels].mean())
 
-    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.25), np.log(8)), method="bounded").x))
+    bounds = [(np.log(0.25), np.log(8))] + [(-10.0, 10.0)] * free
+    x = minimize(nll, np.zeros(1 + free), method="L-BFGS-B", bounds=bounds).x
+    return float(np.exp(x[0])), [0.0, *map(float, x[1:])] if free else None
 
 
 def validation_weights(member_probs: np.ndarray, labels: np.ndarray, positive: int) -> list[float]:
@@ -124,9 +135,9 @@ class FittedEnsemble:
 
 def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positive: int,
         combiners: tuple[str, ...] = COMBINERS, temperature_scaling: bool = True, seed: int = 0,
-        boosting_weights: list[float] | None = None) -> FittedEnsemble:
+        boosting_weights: list[float] | None = None, class_bias: bool = True) -> FittedEnsemble:
     """Choose the combiner with the best validation AUC (stacking judged on its out-of-fold
-    predictions), then fit temperature and operating point on validation. ``boosted`` is a
+    predictions), then fit the calibration (temperature, and ``class_bias``) and operating point on validation. ``boosted`` is a
     candidate only for a boosted run (``boosting_weights``, one per member, not all zero)."""
     candidates: dict[str, tuple[EnsembleSpec, np.ndarray]] = {}
     for name in combiners:
@@ -148,7 +159,7 @@ def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positi
     spec, val_probs = candidates[best]
     spec.positive = positive
     if temperature_scaling and spec.combiner != "vote":
-        spec.temperature = fit_temperature(val_probs, labels)
-        val_probs = apply_temperature(val_probs, spec.temperature)
+        spec.temperature, spec.bias = fit_calibration(val_probs, labels, class_bias)
+        val_probs = calibrate(val_probs, spec.temperature, spec.bias)
     spec.threshold = metrics.operating_point(val_probs, labels, positive)
     return FittedEnsemble(spec, scores, val_probs)

@@ -18,13 +18,13 @@ from tasks.data.dataset import read_version
 from tasks.data.samples import Share, Streamed, steps_per_epoch
 from tasks.model import store as model_store
 from tasks.model.architectures import build_model
-from tasks.model.config import EnsembleConfig, MemberPlan
+from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan
 from tasks.model.folders import RunFolder
 from tasks.model.runs import RunInfo
 from tasks.model.store import MemberRecord
 from tasks.train.boosting import BoostingStep, samme_step, uniform
 from tasks.train.loop import predict_proba
-from tasks.train.planning import EnsemblePlan, measure_seconds_per_step, plan_ensemble
+from tasks.train.planning import EnsemblePlan, measure_augment_seconds, measure_seconds_per_step, plan_ensemble
 from tasks.train.pretrain import simclr
 from tasks.train.worker import TrainJob, checkpoint_state, gpus_available, train_member
 
@@ -156,6 +156,12 @@ def _speed(architecture: str, image_size: int, batch_size: int, num_classes: int
     return measure_seconds_per_step(architecture, image_size, batch_size, num_classes, dims=dims)
 
 
+@ray.remote
+def _augment_speed(augment: AugmentConfig, image_size: int, batch_size: int, threads: int, dims: int) -> float:
+    torch.set_num_threads(threads)
+    return measure_augment_seconds(augment, image_size, batch_size, dims)
+
+
 def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
     """The run's plan: read back when an earlier attempt made it (a resumed run keeps its members and
     schedules), else sized now, measuring each architecture's speed on a worker when a budget is set."""
@@ -168,14 +174,18 @@ def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
     sizes = info.split_sizes or dict(Counter(read_version(info.dataset, info.version, columns=["split"])
                                              .column("split").to_pylist()))  # a run prepared before sizes were recorded
     per_epoch = steps_per_epoch(sizes.get("train", 0), train.batch_size, config.workers, loader_workers)
-    speeds = None
+    speeds, augment_seconds = None, 0.0
     if train.budget_minutes and not (config.members and (train.epochs or train.steps)):
         archs = sorted({p.architecture for p in config.plans()})
         options = {"num_cpus": config.cpus_per_worker, "num_gpus": 1 if use_gpu else 0}
         refs = [_speed.options(**options).remote(a, info.image_size, train.batch_size, len(info.classes),
                                                  config.cpus_per_worker, info.dims) for a in archs]
-        speeds = dict(zip(archs, get_all(refs), strict=True))
-    plan = plan_ensemble(config, per_epoch, sizes.get("val", 0), slots(config), speeds)
+        augment = _augment_speed.options(num_cpus=config.cpus_per_worker).remote(
+            train.augment, info.image_size, train.batch_size, config.cpus_per_worker, info.dims)
+        *measured, augment_seconds = get_all([*refs, augment])
+        speeds = dict(zip(archs, measured, strict=True))
+        augment_seconds /= max(1, loader_workers)  # loader processes augment beside the step
+    plan = plan_ensemble(config, per_epoch, sizes.get("val", 0), slots(config), speeds, augment_seconds)
     plan.slots = min(plan.slots, len(plan.members))  # members training at once
     storage.write_json(folder.plan, plan.model_dump(mode="json"))
     return plan

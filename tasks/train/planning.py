@@ -11,19 +11,26 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
 from tasks.model.architectures import build_model
-from tasks.model.config import EnsembleConfig, MemberPlan
+from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan
+from tasks.train.augment import Augmenter
 from tasks.train.budget import RunLength, run_length
 
-# measured on the 2-core reference machine (PneumoniaMNIST, 2 members at a time): a member's wall time
-# beyond its checks was 50 s (worker group, dataset index, export), and its real step 1.38-1.42x the
-# speed probe's (data loading, augmentation, the weight average, validation, the other member's contention)
+# a member's wall time beyond its steps (worker group, dataset index, export), measured on the 2-core
+# reference machine
 STARTUP_SECONDS = 50.0
-OVERHEAD = 1.4
+# a real step against the probes (the training step, and the augmentation of one batch, both timed
+# on a worker): real = STEP_FACTOR x (step + augmentation) + STEP_SECONDS (data loading, the weight
+# average, the other member's contention). Fitted on the reference machine's quiet runs: 2-D
+# PneumoniaMNIST (real 1.4x the step alone) and 3-D VesselMNIST3D (1.17x; its augmentation is a
+# sixth of its step), then rounded up
+STEP_FACTOR = 1.1
+STEP_SECONDS = 0.025
 
 
 class EnsemblePlan(BaseModel):
@@ -33,6 +40,7 @@ class EnsemblePlan(BaseModel):
     lengths: dict[str, RunLength] = Field(description="per member name")
     slots: int = Field(description="members training at once (cluster room; 1 when boosting)")
     seconds_per_step: dict[str, float] = Field(default_factory=dict, description="measured, per architecture")
+    augment_seconds: float = Field(0.0, description="measured: augmenting one training batch (when the loop does it)")
     budget_seconds: float | None = None
     train_seconds: float | None = Field(None, description="the budget less the evaluation's reserve")
     estimated_seconds: float | None = Field(None, description="predicted training wall time of this plan")
@@ -72,13 +80,33 @@ def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int
     return (time.perf_counter() - started) / steps
 
 
-def pretrain_seconds(config: EnsembleConfig, seconds_per_step: dict[str, float], slots: int) -> float:
+def measure_augment_seconds(augment: AugmentConfig, image_size: int, batch_size: int, dims: int = 2,
+                            repeats: int = 3) -> float:
+    """Wall time of augmenting one batch of random uint8 images (or volumes), after one warm-up batch."""
+    augmenter = Augmenter(augment, image_size)
+    batch = np.random.default_rng(0).integers(0, 256, (batch_size, *(image_size,) * dims), dtype=np.uint8)
+    for image in batch[:2]:
+        augmenter(image)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for image in batch:
+            augmenter(image)
+    return (time.perf_counter() - started) / repeats
+
+
+def step_cost(seconds_per_step: float, augment_seconds: float) -> float:
+    """A member's expected wall time per optimizer step, from the probes (see STEP_FACTOR)."""
+    return STEP_FACTOR * (seconds_per_step + augment_seconds) + STEP_SECONDS
+
+
+def pretrain_seconds(config: EnsembleConfig, seconds_per_step: dict[str, float], slots: int,
+                     augment_seconds: float = 0.0) -> float:
     """The self-supervised stage's share of the budget: each architecture's steps on two views of
     ``pretrain.batch_size`` images, the architectures side by side on the cluster's slots."""
     if not config.pretrain.enabled:
         return 0.0
     scale = 2 * config.pretrain.batch_size / config.train.batch_size
-    per_arch = [STARTUP_SECONDS + config.pretrain.steps * seconds_per_step[a] * scale * OVERHEAD
+    per_arch = [STARTUP_SECONDS + config.pretrain.steps * step_cost(seconds_per_step[a] * scale, augment_seconds * scale)
                 for a in sorted(set(config.architectures))]
     return _makespan(per_arch, slots)
 
@@ -92,7 +120,7 @@ def _makespan(seconds: list[float], slots: int) -> float:
 
 
 def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, slots: int,
-                  seconds_per_step: dict[str, float] | None = None) -> EnsemblePlan:
+                  seconds_per_step: dict[str, float] | None = None, augment_seconds: float = 0.0) -> EnsemblePlan:
     """Members and their schedules. Without a budget (or without measured speeds) the config's
     members (default ``max_members``) train for their configured length. With one, the most members
     up to ``max_members`` (at least ``min_members``) whose default runs fit; if even those do not
@@ -105,12 +133,15 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
         plans = config.plans(config.members or config.max_members)
         return EnsemblePlan(members=plans, slots=slots, sized_by="config" if config.members else "default",
                             lengths={p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans})
-    pretraining = pretrain_seconds(config, seconds_per_step, slots)
+    pretraining = pretrain_seconds(config, seconds_per_step, slots, augment_seconds)
     available = budget - evaluation_reserve(budget) - pretraining
-    check_steps = train.checks * val_rows / (3 * train.batch_size)  # a validation pass: a forward per row
+    check_seconds = train.checks * val_rows / (3 * train.batch_size)  # in steps: a validation pass is a forward per row
+
+    def per_step(plan: MemberPlan) -> float:
+        return step_cost(seconds_per_step[plan.architecture], augment_seconds)
 
     def seconds(plan: MemberPlan, steps: int) -> float:
-        return STARTUP_SECONDS + (steps + check_steps) * seconds_per_step[plan.architecture] * OVERHEAD
+        return STARTUP_SECONDS + steps * per_step(plan) + check_seconds * seconds_per_step[plan.architecture] * STEP_FACTOR
 
     def steps_of(plan: MemberPlan) -> int:
         return run_length(config.member_config(plan), steps_per_epoch).steps
@@ -123,13 +154,15 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
             lengths = {p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans}
             sized_by = "config" if config.members and explicit_length else "default"
             return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
-                                budget_seconds=budget, train_seconds=available, estimated_seconds=estimate, sized_by=sized_by,
+                                augment_seconds=augment_seconds, budget_seconds=budget, train_seconds=available,
+                                estimated_seconds=estimate, sized_by=sized_by,
                                 pretrain_seconds=pretraining)
     # even the fewest members do not fit: each gets an equal share of its lane's time
     share = available / math.ceil(len(plans) / slots)
     lengths = {p.name: run_length(config.member_config(p), steps_per_epoch, max_steps=max(steps_per_epoch, int(
-        (share - STARTUP_SECONDS) / (seconds_per_step[p.architecture] * OVERHEAD) - check_steps))) for p in plans}
+        (share - seconds(p, 0)) / per_step(p)))) for p in plans}
     estimate = _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots)
     return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
-                        budget_seconds=budget, train_seconds=available, estimated_seconds=estimate, sized_by="budget",
+                        augment_seconds=augment_seconds, budget_seconds=budget, train_seconds=available,
+                        estimated_seconds=estimate, sized_by="budget",
                         pretrain_seconds=pretraining)

@@ -63,7 +63,23 @@ def test_fit_temperature_recovers_the_temperature_that_made_the_data():
     logits = rng.normal(0, 2, (4000, 2))
     labels = np.array([rng.choice(2, p=p) for p in softmax(logits, axis=1)])
     overconfident = softmax(2.0 * logits, axis=1)  # true temperature 2
-    assert ensemble.fit_temperature(overconfident, labels) == pytest.approx(2.0, rel=0.1)
+    temperature, bias = ensemble.fit_calibration(overconfident, labels, bias=False)
+    assert temperature == pytest.approx(2.0, rel=0.1) and bias is None
+
+
+def test_the_class_bias_undoes_a_prior_shift_and_makes_half_the_accuracy_optimal_cut():
+    rng = np.random.default_rng(4)
+    logits = np.c_[np.zeros(6000), rng.normal(-2.5, 2, 6000)]  # a rare positive class
+    labels = np.array([rng.choice(2, p=p) for p in softmax(logits, axis=1)])
+    shifted = softmax(logits + [0.0, 1.5], axis=1)  # what a class-weighted loss does: rare class inflated
+    temperature, bias = ensemble.fit_calibration(shifted, labels)
+    assert temperature == pytest.approx(1.0, rel=0.1) and bias[0] == 0 and bias[1] == pytest.approx(-1.5, abs=0.2)
+    fixed = ensemble.combine(shifted[None], EnsembleSpec(temperature=temperature, bias=bias))
+    accuracy = {name: ((p[:, 1] >= 0.5) == labels).mean() for name, p in (("shifted", shifted), ("fixed", fixed))}
+    assert accuracy["fixed"] > accuracy["shifted"] + 0.01
+    temperature_only = ensemble.fit_calibration(shifted, labels, bias=False)[0]
+    assert ensemble.metrics.log_loss(fixed, labels) < ensemble.metrics.log_loss(
+        ensemble.calibrate(shifted, temperature_only), labels)
 
 
 def test_cross_fitted_stacking_predicts_each_patient_with_a_model_that_never_saw_it():

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from tasks.data.samples import steps_per_epoch, weighted_resample
-from tasks.model.config import EnsembleConfig, TrainConfig
+from tasks.model.config import AugmentConfig, EnsembleConfig, TrainConfig
 from tasks.train.boosting import samme_step, uniform
 from tasks.train.budget import run_length
-from tasks.train.planning import evaluation_reserve, plan_ensemble
+from tasks.train.planning import evaluation_reserve, measure_augment_seconds, plan_ensemble
 
 
 def test_a_small_dataset_gets_the_same_steps_as_a_larger_one_not_the_same_epochs():
@@ -51,6 +51,17 @@ def test_the_budget_picks_the_most_members_that_fit_then_shortens_them():
     assert slow.estimated_seconds <= slow.train_seconds * 1.05
     one_slot = plan_ensemble(config, 100, 500, slots=1, seconds_per_step={"resnet18_small": 0.15, "seed_cnn": 0.15})
     assert len(one_slot.members) < len(medium.members)  # half the room, fewer members
+    augmented = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.15, "seed_cnn": 0.15},
+                              augment_seconds=0.15)
+    assert len(augmented.members) < len(medium.members) and augmented.augment_seconds == 0.15  # augmentation costs time
+
+
+def test_the_augmentation_probe_times_a_batch_of_images_and_of_volumes():
+    image = measure_augment_seconds(AugmentConfig(), 28, 8, dims=2, repeats=1)
+    volume = measure_augment_seconds(AugmentConfig(), 28, 8, dims=3, repeats=1)
+    assert 0 < image < volume  # 28 slices per volume, and a 3-D affine
+    assert measure_augment_seconds(AugmentConfig(affine=0, crop=0, horizontal_flip=0, brightness_contrast=0, noise=0),
+                                   28, 8, dims=3, repeats=1) < volume
 
 
 def test_boosting_trains_in_sequence_and_explicit_members_are_kept():

@@ -27,7 +27,7 @@ def test_a_tight_budget_measures_speed_and_shortens_the_default_run(dataset):
     config = EnsembleConfig.model_validate({"architectures": ["seed_cnn"], "train": {"budget_minutes": 1.1}})
     summary = train_flow(TrainParams(dataset=uri, run=str(root / "tight"), config=config))
     plan = summary.plan
-    assert plan.sized_by == "budget" and plan.seconds_per_step["seed_cnn"] > 0 and plan.slots == 2
+    assert plan.sized_by == "budget" and plan.seconds_per_step["seed_cnn"] > 0 and plan.augment_seconds > 0 and plan.slots == 2
     assert len(summary.members) == config.min_members  # the fewest members, each shortened
     assert all(length.steps < config.train.min_steps and length.sized_by == "budget" for length in plan.lengths.values())
     for record in summary.members:
