@@ -55,7 +55,7 @@ def print_evaluation(result: EvaluationResult) -> None:
     from tasks.evaluate import report
 
     ens = result.ensemble
-    print(f"ensemble: {ens.combiner}, temperature {ens.temperature:.2f}, operating point {ens.threshold:.3f} (fitted on validation)")
+    print(f"ensemble: {ens.combiner}, {ens.calibration()}, operating point {ens.threshold:.3f} (fitted on validation)")
     for split in ("test", "val"):
         point, ci = getattr(result, split).point, getattr(result, split).ci
         print(f"  {split}: AUC {report.fmt(point['auc'], ci.get('auc'))}, "

@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 
+from tasks.model.ensemble import EnsembleSpec  # noqa: E402
+
 HEADLINE = ("auc", "accuracy_at_op", "balanced_accuracy_at_op", "sensitivity_at_op", "specificity_at_op",
             "f1_at_op", "accuracy_at_0.5", "sensitivity_at_0.5", "specificity_at_0.5", "brier", "ece")
 
@@ -111,7 +113,7 @@ def table_rows(results: dict, split: str) -> list[list[str]]:
 
 def markdown(metrics_doc: dict, report_uri: str) -> str:
     lines = [f"# Evaluation of {metrics_doc['run_name']}", "",
-             f"Ensemble: **{metrics_doc['ensemble']['combiner']}**, temperature {metrics_doc['ensemble']['temperature']:.2f}, "
+             f"Ensemble: **{metrics_doc['ensemble']['combiner']}**, {EnsembleSpec.model_validate(metrics_doc['ensemble']).calibration()}, "
              f"operating point {metrics_doc['ensemble']['threshold']:.3f} on p({metrics_doc['classes'][metrics_doc['positive']]}) "
              "(chosen on validation).", ""]
     for split in ("test", "val"):
@@ -152,7 +154,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}figure{{display:i
 <p>Classes {html.escape(str(metrics_doc['classes']))}; positive class <b>{html.escape(metrics_doc['classes'][metrics_doc['positive']])}</b>.
 Ensemble combiner <b>{html.escape(ens['combiner'])}</b>
 (validation AUC of the candidates: {html.escape(str(metrics_doc['combiner_val_auc']))}),
-temperature {ens['temperature']:.3f}, operating point {ens['threshold']:.3f} — all chosen on validation.</p>
+{html.escape(EnsembleSpec.model_validate(ens).calibration())}, operating point {ens['threshold']:.3f} — all chosen on validation.</p>
 <p>Validation: {sizes['val']['images']} images of {sizes['val']['patients']} patients; test: {sizes['test']['images']} images of
 {sizes['test']['patients']} patients. 95% CIs from {metrics_doc['bootstrap_resamples']} patient-level bootstrap resamples.</p>
 <h2>Test</h2>{table('test')}<h2>Validation</h2>{table('val')}<h2>Plots</h2>{images}

@@ -38,6 +38,11 @@ class EnsembleSpec(BaseModel):
     threshold: float = Field(0.5, description="operating point on the positive class (binary tasks)")
     positive: int = Field(1, description="index of the positive class (binary tasks)")
 
+    def calibration(self) -> str:
+        """The fitted calibration in words: "temperature 1.20, class bias [0.0, -1.15]"."""
+        bias = f", class bias {[round(b, 2) for b in self.bias]}" if self.bias else ""
+        return f"temperature {self.temperature:.2f}{bias}"
+
 
 def _stack_features(member_probs: np.ndarray) -> np.ndarray:
     m, n, c = member_probs.shape

@@ -34,7 +34,8 @@ def metrics_doc() -> dict:
     weights = metrics.patient_weights(patients, 100, seed=0)
     scores = {s: score(probs, labels, weights, 1, 0.5) for s in ("val", "test")}
     return {"run_name": "v0-abc", "run": "/runs/v0-abc", "classes": ["normal", "pneumonia"], "positive": 1,
-            "ensemble": EnsembleSpec(combiner="weighted", temperature=1.5, threshold=0.4).model_dump(),
+            "ensemble": EnsembleSpec(combiner="weighted", temperature=1.5, bias=[0.0, -0.75],
+                                     threshold=0.4).model_dump(),
             "combiner_val_auc": {"mean": 0.8, "weighted": 0.81}, "bootstrap_resamples": 100,
             "sizes": {s: {"images": 120, "patients": 60} for s in ("val", "test")},
             "results": {ENSEMBLE: scores, "member-0": scores}, "lineage_text": '{"dataset_version": 0}'}
@@ -56,11 +57,12 @@ def test_report_tables_markdown_and_page():
     assert rows[0][1].startswith(f"{auc:.3f} [")
     assert report.fmt(float("nan")) == "n/a" and report.fmt(0.5, [0.4, 0.6]) == "0.500 [0.400, 0.600]"
     md = report.markdown(doc, "/runs/v0-abc/report/index.html")
-    assert "**weighted**" in md and "p(pneumonia)" in md and md.endswith("Full report: /runs/v0-abc/report/index.html")
+    assert "**weighted**, temperature 1.50, class bias [0.0, -0.75]" in md and "p(pneumonia)" in md and md.endswith("Full report: /runs/v0-abc/report/index.html")
     probs, labels, _ = scored_split()
     plots = {"reliability_test.png": report.reliability_plot(probs, labels, 1, "reliability"),
              "confusion_test.png": report.confusion_plot([[50, 10], [12, 48]], doc["classes"], "confusion")}
     assert all(png.startswith(b"\x89PNG") for png in plots.values())
     page = report.html_page(doc, plots)
     assert page.count("data:image/png;base64,") == 2 and "<b>pneumonia</b>" in page and "dataset_version" in page
+    assert "temperature 1.50, class bias [0.0, -0.75], operating point 0.400" in page
     assert report.plots_markdown(plots).count("![") == 2

@@ -9,12 +9,14 @@ import logging
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from deltalake.table import TableMerger
 
 from flows.ingest import IngestParams, ingest_flow
 from medflow import synthetic, synthetic_series
 from medflow.cli import main
 from tasks.data import dataset
-from tests.corpora import read_csv, series_corpus
+from tasks.ingest import fingerprints
+from tests.corpora import append_rows, read_csv, series_corpus
 from tests.ingest.test_phi import prefect_text, sentinels, text_of_tree
 
 GOOD = 4 * 2 + 3  # the writer's series, the series with a scout and an SR, the Enhanced file, the growing series
@@ -118,3 +120,42 @@ def test_the_window_asked_for_is_recorded_and_used(tmp_path, ray_local):
     assert len(candidates) == 2  # the series' own window gives other pixels
     matching = [r for r in dataset.read_version(params.dataset).to_pylist() if r["pixels"] in candidates]
     assert matching and all(candidates[r["pixels"]] == (400.0, 2000.0) for r in matching)
+
+
+def _crash(*args, **kwargs):
+    raise RuntimeError("simulated crash")
+
+
+def test_crashes_while_a_grown_series_is_replaced_then_a_rerun_equal_one_clean_run(tmp_path, ray_local, monkeypatch):
+    source = tmp_path / "src"
+    labels = synthetic_series.write_volume_corpus(str(source), n_patients=3, series_per_patient=1, size=16, depth=6)
+    rng = np.random.default_rng(3)
+    growing = synthetic_series.slice_datasets(synthetic_series.lesion_volume(rng, 6, 16, True), "CT", synthetic.Phi.for_patient(50))
+    synthetic_series.write_files(str(source / "growing"), growing[:5], rng)
+    append_rows(labels, [("growing", "abnormal")])
+    clean, crashed = (IngestParams(source=str(source), labels=labels, dataset=str(tmp_path / name), image_size=16,
+                                   volumes=True, rejects=str(tmp_path / f"{name}.csv")) for name in ("clean", "crashed"))
+    assert ingest_flow(clean).added == ingest_flow(crashed).added == 4
+    synthetic_series.write_files(str(source / "growing"), growing[5:], rng)
+    assert ingest_flow(clean).replaced == 1
+    before = dataset.latest_version(crashed.dataset)
+
+    monkeypatch.setattr(TableMerger, "execute", _crash)  # inside the MERGE, before its commit
+    with pytest.raises(Exception, match="simulated crash"):
+        ingest_flow(crashed)
+    monkeypatch.undo()
+    assert dataset.latest_version(crashed.dataset) == before  # nothing half-replaced
+    monkeypatch.setattr(fingerprints, "save", _crash)  # after the MERGE's commit, before the fingerprints
+    with pytest.raises(Exception, match="simulated crash"):
+        ingest_flow(crashed)
+    monkeypatch.undo()
+    assert dataset.latest_version(crashed.dataset) == before + 1
+    rerun = ingest_flow(crashed)  # stale fingerprints: the series is read again, and found already in place
+    assert (rerun.added, rerun.replaced, rerun.unchanged, rerun.version) == (0, 0, 4, before + 1)
+
+    def rows(params: IngestParams) -> list[tuple]:
+        table = dataset.read_version(params.dataset)
+        return sorted(tuple(v for k, v in r.items() if k != "split") for r in table.to_pylist())
+
+    assert rows(crashed) == rows(clean)
+    assert [r["slices"] for r in dataset.read_version(crashed.dataset).to_pylist()] == [6] * 4  # the grown series too
