@@ -135,13 +135,13 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
                             lengths={p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans})
     pretraining = pretrain_seconds(config, seconds_per_step, slots, augment_seconds)
     available = budget - evaluation_reserve(budget) - pretraining
-    check_seconds = train.checks * val_rows / (3 * train.batch_size)  # in steps: a validation pass is a forward per row
+    check_steps = train.checks * val_rows / (3 * train.batch_size)  # a validation pass: a forward per row
 
     def per_step(plan: MemberPlan) -> float:
         return step_cost(seconds_per_step[plan.architecture], augment_seconds)
 
     def seconds(plan: MemberPlan, steps: int) -> float:
-        return STARTUP_SECONDS + steps * per_step(plan) + check_seconds * seconds_per_step[plan.architecture] * STEP_FACTOR
+        return STARTUP_SECONDS + steps * per_step(plan) + check_steps * seconds_per_step[plan.architecture] * STEP_FACTOR
 
     def steps_of(plan: MemberPlan) -> int:
         return run_length(config.member_config(plan), steps_per_epoch).steps
