@@ -26,7 +26,8 @@ browser:
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q --durations=20 -n 2 --dist loadfile -m "not alone"
+	$(PY) -m pytest -q --durations=5 -m alone
 
 bench: $(STAMP)
 	$(PY) benchmarks/ingest.py

@@ -18,6 +18,8 @@ import pytest
 
 from tests.corpora import ingested_corpus
 
+pytestmark = pytest.mark.alone  # "stops within 10 s" is not measured beside other tests' load
+
 BIN = os.path.dirname(sys.executable)
 EPOCHS = 5
 STOP_WITHIN = 10.0
