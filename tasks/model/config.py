@@ -28,6 +28,11 @@ class AugmentConfig(BaseModel):
     noise_std: float = Field(0.03, ge=0, le=0.5, description="noise standard deviation, fraction of full scale")
     crop: float = Field(0.3, ge=0, le=1, description="probability of a random resized crop")
     crop_min_area: float = Field(0.8, gt=0, le=1, description="smallest crop, as a fraction of the image area")
+    coarse_dropout: float = Field(0.0, ge=0, le=1, description="probability of blanking 1-4 random boxes "
+                                  "(images: CoarseDropout; volumes: CoarseDropout3D)")
+    dropout_size: float = Field(0.2, gt=0, le=0.5, description="a box's largest side, as a fraction of the image's")
+    symmetry: float = Field(0.0, ge=0, le=1, description="probability of a random symmetry of the square (images: D4, "
+                            "8 of them) or of the cube (volumes: CubicSymmetry, 48); for anatomy without a fixed orientation")
 
 
 class TrainConfig(BaseModel):
