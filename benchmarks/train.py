@@ -8,10 +8,12 @@ timed per run; the first is dropped as warm-up and the median of the rest is rep
 Target: ratio <= 1.10 on CPU.
 
 `--throughput`: images/s of the per-worker loop alone (no Ray, no Prefect), e.g. ResNet-18 at 224 px
-with AMP + channels_last on a GPU, and the fraction of each step spent waiting for the data loader.
+in the loop's arithmetic (``--precision``, default auto: float16 autocast on a GPU, bfloat16 on a CPU
+with AMX) and channels-last, and the fraction of each step spent waiting for the data loader.
 
 Usage: python benchmarks/train.py [--data PATH] [--model resnet18] [--epochs 5] [--threads 2]
-       python benchmarks/train.py --throughput [--size 224] [--batch 128] [--steps 50] [--loader-workers 8]
+       python benchmarks/train.py --throughput [--size 224] [--batch 128] [--steps 50] [--loader-workers 8] [--dims 3]
+                                           [--precision auto|float32|bfloat16|float16]
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ def plain_epochs(config, train, val, epochs: int, threads: int) -> list[float]:
     from tasks.model.architectures import build_model
     from tasks.train.augment import Augmenter
     from tasks.train.loop import class_weights
+    from tasks.train.precision import autocast_dtype, to_layout
 
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     size = train.images.shape[-1]
-    model = build_model(config.model, 2, size)
+    model = build_model(config.model, 2, size).to(memory_format=torch.channels_last)
+    autocast = autocast_dtype(config.precision, torch.device("cpu"))  # the same arithmetic as medflow's loop
     loader = DataLoader(PixelDataset(train.images, train.labels, Augmenter(config.augment, size, config.seed)),
                         batch_size=config.batch_size, shuffle=True)
     val_loader = DataLoader(PixelDataset(val.images, val.labels), batch_size=256)
@@ -71,7 +75,9 @@ def plain_epochs(config, train, val, epochs: int, threads: int) -> list[float]:
         model.train()
         for x, y in loader:
             optimizer.zero_grad()
-            loss_fn(model(x), y).backward()
+            with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
+                loss = loss_fn(model(to_layout(x)), y)
+            loss.backward()
             optimizer.step()
             scheduler.step()
         model.eval()
@@ -136,38 +142,40 @@ def throughput(args: argparse.Namespace) -> None:
     from tasks.model.architectures import build_model
     from tasks.model.config import AugmentConfig
     from tasks.train.augment import Augmenter
-    from tasks.train.loop import channels_last, train_epoch
+    from tasks.train.loop import train_epoch
+    from tasks.train.precision import autocast_dtype, channels_last, grad_scaler, precision_name
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(args.threads)
     n = args.batch * args.steps
     rng = np.random.default_rng(0)
     shape = (args.size,) * args.dims
     samples = InMemory(rng.integers(0, 256, (n, *shape), dtype=np.uint8), rng.integers(0, 2, n))
     loader = samples.loader(Share(epoch=0, rank=0, world=1, train=True), args.batch, 0, partial(Augmenter, AugmentConfig()),
                             args.loader_workers, pin_memory=device.type == "cuda")
-    model = build_model(args.model, 2, args.size, args.dims).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=channels_last(args.dims))
+    model = build_model(args.model, 2, args.size, args.dims).to(device).to(memory_format=channels_last(args.dims))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    autocast = autocast_dtype(args.precision, device)
+    scaler = grad_scaler(autocast, device)
     loss_fn = nn.CrossEntropyLoss()
-    train_epoch(model, loader, optimizer, loss_fn, device, scaler=scaler)  # warm-up (cudnn autotune, workers)
+    train_epoch(model, loader, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)  # warm-up (cudnn autotune, workers)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    train_epoch(model, loader, optimizer, loss_fn, device, scaler=scaler)
+    train_epoch(model, loader, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)
     if device.type == "cuda":
         torch.cuda.synchronize()
     full = time.perf_counter() - start
     # the same steps on one batch already in memory: the compute-only rate
     x, y = next(iter(loader))
     start = time.perf_counter()
-    train_epoch(model, [(x, y)] * args.steps, optimizer, loss_fn, device, scaler=scaler)
+    train_epoch(model, [(x, y)] * args.steps, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)
     if device.type == "cuda":
         torch.cuda.synchronize()
     compute = time.perf_counter() - start
     kind = " volumes" if args.dims == 3 else ""
-    print(f"{args.model} @ {args.size}px{kind}, batch {args.batch}, {device.type}{' AMP + channels_last' if scaler else ''}, "
+    print(f"{args.model} @ {args.size}px{kind}, batch {args.batch}, {device.type} ({args.threads} CPU threads), {precision_name(autocast)}"
+          f"{' autocast' if autocast else ''}, channels-last, "
           f"{args.loader_workers} loader workers")
     print(f"  with the data loader   {n / full:9.0f} img/s")
     print(f"  compute only           {n / compute:9.0f} img/s")
@@ -186,6 +194,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--loader-workers", type=int, default=8)
     parser.add_argument("--dims", type=int, choices=[2, 3], default=2, help="3: volumes of size^3 (3-D networks)")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                        help="--throughput: the training steps' arithmetic (train.precision)")
     args = parser.parse_args()
     throughput(args) if args.throughput else compare(args)
 

@@ -47,7 +47,7 @@ def print_training(summary: TrainSummary) -> None:
     for m in summary.members:
         boosted = f", boosting weight {m.boosting_weight:.2f}" if m.boosting_weight is not None else ""
         print(f"  {m.name} ({m.architecture}, seed {m.seed}): smoothed validation AUC {m.best_val_auc:.3f}, "
-              f"{m.steps_run} of {m.planned_steps} steps ({m.epochs_run} epochs, {m.stopped}){boosted}")
+              f"{m.steps_run} of {m.planned_steps} steps ({m.epochs_run} epochs, {m.stopped}, {m.precision}){boosted}")
     print(f"  model written to {storage.join(summary.run, 'model')}")
 
 

@@ -12,6 +12,8 @@ from tasks.core import storage
 from tasks.model.architectures import ARCHITECTURES
 from tasks.model.ensemble import COMBINERS
 
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
+
 
 class AugmentConfig(BaseModel):
     """Training-time augmentation; every probability 0 switches that transform off."""
@@ -64,6 +66,9 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int = 0
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+    precision: Precision = Field(
+        "auto", description="training steps' arithmetic: auto is float16 autocast on CUDA, bfloat16 autocast on "
+        "CPUs with bfloat16 units (AMX, AVX-512 BF16), else float32 (tasks/train/precision.py)")
     loader_workers: int | None = Field(None, ge=0, description="data loader processes that read and augment "
                                        "batches beside training; default 4 on a GPU, 0 (in the training process) on CPU")
     shuffle_buffer: int = Field(2048, ge=1, description="images held for shuffling when streaming from the dataset")

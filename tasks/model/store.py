@@ -61,6 +61,7 @@ class MemberRecord(MemberPlan):
     best_val_auc: float = Field(description="smoothed validation AUC of the check kept")
     epochs_run: int
     steps_run: int = 0
+    precision: str = Field("float32", description="the arithmetic its training steps ran in (train.precision, resolved)")
     planned_steps: int = 0
     stopped: str = Field("completed", description="completed, early stopping, or deadline (the budget ran out)")
     boosting_weight: float | None = Field(None, description="boosting: the member's fitted vote weight")

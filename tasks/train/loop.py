@@ -23,6 +23,7 @@ from tasks.model.architectures import build_model
 from tasks.model.config import TrainConfig
 from tasks.train.augment import Augmenter
 from tasks.train.budget import PEAK_AT, RunLength, run_length
+from tasks.train.precision import autocast_dtype, channels_last, grad_scaler, precision_name, to_layout
 from tasks.train.weights import WeightAverage, load_initial_weights, unwrap
 
 
@@ -35,14 +36,15 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
 
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
                 device: torch.device, scheduler=None, scaler: torch.amp.GradScaler | None = None,
-                after_step: Callable[[], None] | None = None) -> float:
-    """One pass over ``loader``; returns the mean training loss."""
+                after_step: Callable[[], None] | None = None, autocast: torch.dtype | None = None) -> float:
+    """One pass over ``loader``, its steps autocast to ``autocast`` when given (float16 needs
+    ``scaler``); returns the mean training loss."""
     model.train()
     total, seen = 0.0, 0
     for x, y in loader:
         x, y = _to_device(x, device), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, enabled=scaler is not None):
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             loss = loss_fn(model(x), y)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -103,14 +105,8 @@ def _better(val_auc: float, val_loss: float, result: FitResult, tolerance: float
     return value >= result.top_auc - tolerance and val_loss < result.best_loss
 
 
-def channels_last(dims: int) -> torch.memory_format:
-    """The channels-last layout of 2-D (NHWC) or 3-D (NDHWC) batches: faster convolutions on CUDA."""
-    return torch.channels_last_3d if dims == 3 else torch.channels_last
-
-
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=channels_last(x.dim() - 2)) if device.type == "cuda" else x
+    return to_layout(x.to(device, non_blocking=True))
 
 
 class Distributed:
@@ -178,9 +174,7 @@ def fit(
         load_initial_weights(model, config.init_weights)
     if resume:
         model.load_state_dict(resume["model"])
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=channels_last(train.dims))
+    model = model.to(device).to(memory_format=channels_last(train.dims))
     model = dist.wrap_model(model)  # DDP
     average = WeightAverage(model, config.ema_decay) if config.weight_averaging == "ema" else None
     workers = config.loader_workers if config.loader_workers is not None else (4 if device.type == "cuda" else 0)
@@ -197,7 +191,8 @@ def fit(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=length.steps,
                                                     pct_start=PEAK_AT)
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    autocast = autocast_dtype(config.precision, device)
+    scaler = grad_scaler(autocast, device)
     result, start, stale, recent = FitResult(length), 0, 0, []
     if resume:
         optimizer.load_state_dict(resume["optimizer"])
@@ -215,7 +210,7 @@ def fit(
     losses, check_started = [], time.time()
     for epoch in range(start, length.epochs):
         losses.append(dist.mean(train_epoch(model, loader(train, epoch, True), optimizer, loss_fn, device, scheduler,
-                                            scaler, after_step)))
+                                            scaler, after_step, autocast)))
         result.epochs_run.append(epoch)
         late = deadline is not None and dist.mean(float(time.time() > deadline)) > 0  # DDP: every rank agrees
         if not (length.is_check(epoch) or late):
@@ -237,7 +232,7 @@ def fit(
         metrics = {"epoch": epoch, "steps": (epoch + 1) * length.steps_per_epoch, "train_loss": float(np.mean(losses)),
                    "val_auc": val_auc, "val_loss": val_loss, "val_auc_smoothed": smooth_auc,
                    "learning_rate": scheduler.get_last_lr()[0], "epoch_started": check_started,
-                   "seconds": time.time() - check_started}
+                   "seconds": time.time() - check_started, "precision": precision_name(autocast)}
         losses, check_started = [], time.time()
         result.history.append(metrics)
         if late or (stale >= length.patience and epoch >= length.earliest_stop):

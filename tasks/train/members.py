@@ -18,7 +18,7 @@ from tasks.data.dataset import read_version
 from tasks.data.samples import Share, Streamed, steps_per_epoch
 from tasks.model import store as model_store
 from tasks.model.architectures import build_model
-from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan
+from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan, Precision
 from tasks.model.folders import RunFolder
 from tasks.model.runs import RunInfo
 from tasks.model.store import MemberRecord
@@ -44,11 +44,11 @@ class TrainSummary(BaseModel):
         plan = self.plan
         budget = f" of a {plan.budget_seconds / 60:.0f}-minute budget" if plan.budget_seconds else ""
         rows = "\n".join(f"| {m.name} | {m.architecture} | {m.seed} | {m.steps_run} / {m.planned_steps} | {m.epochs_run} "
-                         f"| {m.stopped} | {m.best_val_auc:.4f} |" for m in self.members)
+                         f"| {m.stopped} | {m.precision} | {m.best_val_auc:.4f} |" for m in self.members)
         return (f"# Training: dataset v{self.dataset_version}\n\n{len(self.members)} members, {plan.slots} at a time, "
                 f"{self.seconds / 60:.1f} minutes{budget} (sized by {plan.sized_by})\n\n"
-                "| member | architecture | seed | steps run / planned | epochs | stopped | smoothed val AUC |\n"
-                f"|---|---|---|---|---|---|---|\n{rows}\n")
+                "| member | architecture | seed | steps run / planned | epochs | stopped | precision | smoothed val AUC |\n"
+                f"|---|---|---|---|---|---|---|---|\n{rows}\n")
 
 
 def _boost(info: RunInfo, plan: MemberPlan, state: dict, row_weights: str | None) -> BoostingStep:
@@ -92,6 +92,7 @@ def _train_and_export(info: RunInfo, plan: MemberPlan, config: EnsembleConfig, e
     record = MemberRecord(**plan.model_dump(), best_val_auc=float(state["best_auc"]),
                           epochs_run=history[-1]["epoch"] + 1 if history else 0,
                           steps_run=history[-1]["steps"] if history else 0, planned_steps=length.steps,
+                          precision=history[-1].get("precision", "float32") if history else "float32",
                           stopped=state.get("stopped", "completed"), history=history,
                           resumed_from=metrics.get("resumed_from", state["epoch"]), boosting_weight=boosting_weight,
                           worker_nodes=metrics.get("worker_nodes", []), started=started, finished=time.time())
@@ -151,9 +152,10 @@ def pretrain_all(info: RunInfo, config: EnsembleConfig, plan: EnsemblePlan) -> N
 
 
 @ray.remote
-def _speed(architecture: str, image_size: int, batch_size: int, num_classes: int, threads: int, dims: int) -> float:
+def _speed(architecture: str, image_size: int, batch_size: int, num_classes: int, threads: int, dims: int,
+           precision: Precision) -> float:
     torch.set_num_threads(threads)
-    return measure_seconds_per_step(architecture, image_size, batch_size, num_classes, dims=dims)
+    return measure_seconds_per_step(architecture, image_size, batch_size, num_classes, dims=dims, precision=precision)
 
 
 @ray.remote
@@ -179,7 +181,7 @@ def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
         archs = sorted({p.architecture for p in config.plans()})
         options = {"num_cpus": config.cpus_per_worker, "num_gpus": 1 if use_gpu else 0}
         refs = [_speed.options(**options).remote(a, info.image_size, train.batch_size, len(info.classes),
-                                                 config.cpus_per_worker, info.dims) for a in archs]
+                                                 config.cpus_per_worker, info.dims, train.precision) for a in archs]
         augment = _augment_speed.options(num_cpus=config.cpus_per_worker).remote(
             train.augment, info.image_size, train.batch_size, config.cpus_per_worker, info.dims)
         *measured, augment_seconds = get_all([*refs, augment])

@@ -17,9 +17,11 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from tasks.model.architectures import build_model
-from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan
+from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan, Precision
 from tasks.train.augment import Augmenter
 from tasks.train.budget import RunLength, run_length
+from tasks.train.loop import train_epoch
+from tasks.train.precision import autocast_dtype, channels_last, grad_scaler
 
 # a member's wall time beyond its steps (worker group, dataset index, export), measured on the 2-core
 # reference machine
@@ -60,23 +62,20 @@ def evaluation_reserve(budget_seconds: float) -> float:
 
 
 def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int, num_classes: int,
-                             device: torch.device | None = None, steps: int = 5, dims: int = 2) -> float:
-    """Wall time of one optimizer step (forward, backward, AdamW) on random data, after two warm-up steps."""
+                             device: torch.device | None = None, steps: int = 5, dims: int = 2,
+                             precision: Precision = "auto") -> float:
+    """Wall time of one optimizer step (the training loop's ``train_epoch``: forward, backward, AdamW,
+    in its arithmetic and layout) on one batch of random data, after two warm-up steps."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model: nn.Module = build_model(architecture, num_classes, image_size, dims).to(device)
+    model: nn.Module = build_model(architecture, num_classes, image_size, dims).to(device).to(
+        memory_format=channels_last(dims))
     optimizer = torch.optim.AdamW(model.parameters())
-    x = torch.randn(batch_size, 1, *(image_size,) * dims, device=device)
-    y = torch.randint(0, num_classes, (batch_size,), device=device)
-    for step in range(steps + 2):
-        if step == 2:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    autocast = autocast_dtype(precision, device)
+    scaler, loss_fn = grad_scaler(autocast, device), nn.CrossEntropyLoss()
+    batch = (torch.randn(batch_size, 1, *(image_size,) * dims), torch.randint(0, num_classes, (batch_size,)))
+    train_epoch(model, [batch] * 2, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)  # warm-up
+    started = time.perf_counter()
+    train_epoch(model, [batch] * steps, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)
     return (time.perf_counter() - started) / steps
 
 

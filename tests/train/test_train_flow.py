@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from flows.evaluate import EvaluateParams, evaluate_flow
 from flows.predict import PredictParams, predict_flow
@@ -22,6 +23,7 @@ from tasks.model.config import EnsembleConfig
 from tasks.model.runs import RunMismatchError
 from tasks.model.store import EnsembleModel
 from tasks.serve.predict import predict, predict_source
+from tasks.train.precision import autocast_dtype, precision_name
 from tests.conftest import latest_artifact
 from tests.core.test_s3 import upload
 from tests.corpora import ingested_corpus, read_csv, write
@@ -68,6 +70,8 @@ def test_members_trained_concurrently(trained):
     assert second["started"] < first["finished"]  # the second member started before the first one ended
     assert all(len(r["history"]) == r["epochs_run"] == CONFIG.train.epochs for r in records)
     assert all(r["stopped"] == "completed" and r["steps_run"] == r["planned_steps"] > 0 for r in records)
+    expected = precision_name(autocast_dtype("auto", torch.device("cpu")))  # train.precision's default on this CPU
+    assert all(r["precision"] == expected for r in records)
 
 
 def test_rerun_with_the_same_run_skips_finished_members_and_refuses_another_config(trained):
