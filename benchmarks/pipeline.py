@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -59,6 +61,7 @@ def main() -> None:
     from medflow.synthetic import write_corpus
 
     work = tempfile.mkdtemp(prefix="medflow-pipeline-bench-")
+    atexit.register(shutil.rmtree, work, True)
     labels = write_corpus(os.path.join(work, "src"), n_patients=args.patients, images_per_patient=args.images_per_patient,
                           size=128, contrast=0.15)
     params = PipelineParams(source=os.path.join(work, "src"), labels=labels, dataset=os.path.join(work, "ds"),

@@ -11,7 +11,9 @@ Usage: python benchmarks/predict.py [--model URI] [--source DIR] [--data PATH] [
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -57,6 +59,7 @@ def main() -> None:
         images, labels, splits = load(args.data, None)
         pick = np.random.default_rng(0).permutation(len(images))[: args.files]
         source = tempfile.mkdtemp(prefix="medflow-predict-")
+        atexit.register(shutil.rmtree, source, True)
         write_corpus(source, images[pick], labels[pick], [splits[i] for i in pick], 28)
     model = EnsembleModel.load(args.model) if args.model else untrained_default_model(28)
     t0 = time.perf_counter()

@@ -19,9 +19,11 @@ Usage: python benchmarks/quality.py [--suite] [--only NAME] [--data PATH] [--ves
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -180,7 +182,10 @@ def main() -> None:
     environment_defaults()
     from flows.startup import start_services
 
-    work = args.work or tempfile.mkdtemp(prefix="medflow-quality-")
+    work = args.work
+    if work is None:  # a temporary folder goes when the run ends; pass --work to keep the runs
+        work = tempfile.mkdtemp(prefix="medflow-quality-")
+        atexit.register(shutil.rmtree, work, True)
     start_services()
     names = [args.only] if args.only else list(SUITE) if args.suite else ["pneumoniamnist"]
     outcomes = [run_one(name, SUITE[name](args), os.path.join(work, name), args) for name in names]

@@ -19,8 +19,10 @@ Usage: python benchmarks/train.py [--data PATH] [--model resnet18] [--epochs 5] 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -104,6 +106,7 @@ def compare(args: argparse.Namespace) -> None:
     from tasks.model.config import EnsembleConfig
 
     work = tempfile.mkdtemp(prefix="medflow-train-bench-")
+    atexit.register(shutil.rmtree, work, True)
     images, labels, splits = load(args.data, None)
     keep = [i for i, s in enumerate(splits) if s in ("train", "val")]
     rows = write_corpus(os.path.join(work, "source"), images[keep], labels[keep], [splits[i] for i in keep], 28)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import urllib.request
 import pytest
 
 _SESSION_TMP = tempfile.mkdtemp(prefix="medflow-tests-")
+atexit.register(shutil.rmtree, _SESSION_TMP, True)  # Prefect's database and Ray's logs go with the session
 os.environ.update(
     PREFECT_HOME=os.path.join(_SESSION_TMP, "prefect"),
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
