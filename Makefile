@@ -12,11 +12,12 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 install: $(STAMP)
 
 # torch from pip (its CPU build lies in a file on this machine); the rest with uv, the same pins in seconds, not minutes.
-# Naming torch==2.13.0 again keeps uv from swapping the CPU build for another.
+# Naming torch==2.13.0 again keeps uv from swapping the CPU build for another; --compile-bytecode as pip does
+# (without .pyc files every process, each Ray worker too, compiles its imports anew: minutes, not seconds).
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 uv==0.13.9
-	$(VENV)/bin/uv pip install -q --python $(PY) torch==2.13.0 -r requirements.txt
+	$(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode torch==2.13.0 -r requirements.txt
 	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
 	touch $(STAMP)
 
