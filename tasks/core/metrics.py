@@ -128,20 +128,82 @@ def patient_weights(groups: np.ndarray, resamples: int, seed: int) -> np.ndarray
     return counts[:, group_index].astype(np.float64)
 
 
+def _summed(weights: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
+    """R x ``size``: each resample's (row of ``weights``) weight summed over the images of each value of
+    ``index`` (N ints in ``[0, size)``)."""
+    order = np.argsort(index, kind="stable")
+    present, starts = np.unique(index[order], return_index=True)
+    out = np.zeros((len(weights), size))
+    if len(order):
+        out[:, present] = np.add.reduceat(weights[:, order], starts, axis=1)
+    return out
+
+
+def _ranked(scores: np.ndarray, is_positive: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each resample's positive and negative weight at each distinct score, scores ascending (R x U each)."""
+    distinct, inverse = np.unique(scores, return_inverse=True)
+    return (_summed(weights * is_positive, inverse, len(distinct)),
+            _summed(weights * ~is_positive, inverse, len(distinct)))
+
+
+def _binary_auc(scores: np.ndarray, is_positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each resample's weighted ROC AUC (the Mann-Whitney form of the ROC's area, ties counted half:
+    what ``roc_auc_score`` gives with ``sample_weight``); NaN where a class has no weight."""
+    pos, neg = _ranked(scores, is_positive, weights)
+    below = np.cumsum(neg, axis=1) - neg
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    return np.where(pairs > 0, (pos * (below + neg / 2)).sum(axis=1) / np.where(pairs > 0, pairs, 1), np.nan)
+
+
+def resampled_auc(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int) -> np.ndarray:
+    """``auc`` of each resample (row) of ``weights``: binary, or the one-vs-rest macro mean; NaN
+    where a class has no weight."""
+    labels = np.asarray(labels)
+    if probs.shape[1] == 2:
+        return _binary_auc(probs[:, positive], labels == positive, weights)
+    return np.stack([_binary_auc(probs[:, c], labels == c, weights) for c in range(probs.shape[1])]).mean(axis=0)
+
+
+def _resampled_ece(probs: np.ndarray, labels: np.ndarray, positive: int, weights: np.ndarray) -> np.ndarray:
+    """Each resample's expected calibration error, binned as torchmetrics bins it (``ECE_BINS`` bins
+    of the top-1, or binary positive, confidence; an image counts its weight)."""
+    probs = probs.astype(np.float32)
+    if probs.shape[1] == 2:
+        confidence, correct = probs[:, positive], labels == positive
+    else:
+        confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    edges = torch.linspace(0, 1, ECE_BINS + 1, dtype=torch.float32).numpy()
+    bins = np.searchsorted(edges, confidence, side="right") - 1
+    gap = _summed(weights * (correct - confidence.astype(np.float64)), bins, ECE_BINS + 1)
+    return np.abs(gap).sum(axis=1) / weights.sum(axis=1)
+
+
+def resampled(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int,
+              threshold: float | None) -> dict[str, np.ndarray]:
+    """Every scalar metric of ``compute`` for each resample (row) of ``weights`` at once: the same
+    definitions, summed over the resamples' weights instead of called once per resample."""
+    n = probs.shape[1]
+    labels = np.asarray(labels)
+    values = {"auc": resampled_auc(probs, labels, weights, positive)}
+    if n == 2:
+        error = (probs[:, positive] - (labels == positive)) ** 2
+    else:
+        error = ((probs - np.eye(n)[labels]) ** 2).sum(axis=1)
+    values["brier"] = weights @ error / weights.sum(axis=1)
+    values["ece"] = _resampled_ece(probs, labels, positive, weights)
+    for name, t in (("0.5", 0.5), ("op", threshold if threshold is not None else 0.5)):
+        cells = _summed(weights, labels * n + predict_labels(probs, t, positive), n * n).reshape(-1, n, n)
+        rows = [from_confusion(cm, positive) for cm in cells]
+        values.update({f"{k}_at_{name}": np.array([row[k] for row in rows]) for k in rows[0]} if rows else {})
+    return values
+
+
 def bootstrap(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int,
               threshold: float | None, alpha: float = 0.05) -> dict[str, list[float]]:
     """Percentile (1 - ``alpha``) confidence interval of every scalar metric over the resamples in
-    ``weights`` (from ``patient_weights``). ECE is resampled by repeating images by their weight."""
-    samples: dict[str, list[float]] = {}
-    for w in weights:
-        values = compute(probs, labels, positive, threshold, weight=w, with_ece=False)
-        keep = np.repeat(np.arange(len(labels)), w.astype(int))
-        values["ece"] = _ece(probs[keep], labels[keep], positive)
-        for k, v in values.items():
-            if isinstance(v, float):
-                samples.setdefault(k, []).append(v)
+    ``weights`` (from ``patient_weights``)."""
     return {k: [float(np.nanpercentile(v, 100 * alpha / 2)), float(np.nanpercentile(v, 100 * (1 - alpha / 2)))]
-            for k, v in samples.items() if k != "threshold" and not np.all(np.isnan(v))}
+            for k, v in resampled(probs, labels, weights, positive, threshold).items() if not np.all(np.isnan(v))}
 
 
 def roc_band(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int,
@@ -150,12 +212,9 @@ def roc_band(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, positiv
     fpr_grid = np.linspace(0, 1, grid)
     y = labels == positive
     fpr, tpr, _ = roc_curve(y, probs[:, positive])
-    curves = []
-    for w in weights:
-        if w[y].sum() == 0 or w[~y].sum() == 0:
-            continue
-        f, t, _ = roc_curve(y, probs[:, positive], sample_weight=w)
-        curves.append(np.interp(fpr_grid, f, t))
+    pos, neg = (np.cumsum(w[:, ::-1], axis=1) for w in _ranked(probs[:, positive], y, weights))  # thresholds descending
+    curves = [np.interp(fpr_grid, np.r_[0, f / f[-1]], np.r_[0, t / t[-1]])
+              for t, f in zip(pos, neg, strict=True) if t[-1] > 0 and f[-1] > 0]
     band = np.array(curves) if curves else np.zeros((1, grid))
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "grid": fpr_grid.tolist(),
             "low": np.percentile(band, 2.5, axis=0).tolist(), "high": np.percentile(band, 97.5, axis=0).tolist()}

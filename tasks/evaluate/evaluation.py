@@ -8,12 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import ray
 from pydantic import BaseModel, Field
 from sklearn.metrics import roc_curve
 
 from tasks.core import metrics, storage
-from tasks.core.cluster import get_all
 from tasks.data.samples import Streamed
 from tasks.evaluate import report
 from tasks.model import ensemble
@@ -63,20 +61,11 @@ def score(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: 
             "ci": metrics.bootstrap(probs, labels, weights, positive, threshold)}
 
 
-_score_on_ray = ray.remote(num_cpus=1)(score)
-
-
 def score_all(jobs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray, int, float]]) -> dict[str, dict]:
-    """``{(model, split): (probs, labels, weights, positive, threshold)}`` scored in parallel on Ray
-    (inline when Ray is not running) -> ``{model: {split: score}}``."""
-    if ray.is_initialized():
-        refs = {key: _score_on_ray.remote(*args) for key, args in jobs.items()}
-        done = dict(zip(refs, get_all(list(refs.values())), strict=True))
-    else:
-        done = {key: score(*args) for key, args in jobs.items()}
+    """``{(model, split): (probs, labels, weights, positive, threshold)}`` -> ``{model: {split: score}}``."""
     results: dict[str, dict] = {}
-    for (name, split), value in done.items():
-        results.setdefault(name, {})[split] = value
+    for (name, split), args in jobs.items():
+        results.setdefault(name, {})[split] = score(*args)
     return results
 
 

@@ -113,15 +113,13 @@ def paired_auc_gate(challenger: EnsembleModel, incumbent: EnsembleModel, val: Sa
     positive, labels, patients = challenger.card.ensemble.positive, val.labels, val.patients
     new, old = challenger.predict_proba(val.batches()), incumbent.predict_proba(val.batches())
 
-    def auc(probs: np.ndarray, weight: np.ndarray | None = None) -> float:
-        return metrics.auc(probs, labels, positive, weight)
+    def auc(probs: np.ndarray) -> float:
+        return metrics.auc(probs, labels, positive)
 
-    deltas = []
-    for w in metrics.patient_weights(patients, resamples, seed):
-        if len(np.unique(labels[w > 0])) < new.shape[1]:
-            continue
-        deltas.append(auc(new, w) - auc(old, w))
-    low, high = (float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))) if deltas else (float("nan"),) * 2
+    weights = metrics.patient_weights(patients, resamples, seed)
+    deltas = metrics.resampled_auc(new, labels, weights, positive) - metrics.resampled_auc(old, labels, weights, positive)
+    deltas = deltas[~np.isnan(deltas)]  # a resample without one of the classes has no AUC
+    low, high = (float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))) if len(deltas) else (float("nan"),) * 2
     return Evidence(
         challenger_auc=auc(new), champion_auc=auc(old), delta_auc=auc(new) - auc(old), delta_ci95=[low, high],
         margin=margin, resamples=len(deltas), images=len(labels), patients=len(set(patients)), promote=bool(low > margin),

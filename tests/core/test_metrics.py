@@ -74,6 +74,38 @@ class TestBootstrap:
         ci = metrics.bootstrap(BINARY, LABELS, np.ones((3, 300)), 1, 0.5)
         assert ci["auc"] == [pytest.approx(skm.roc_auc_score(LABELS, P1))] * 2
 
+    @pytest.mark.parametrize("classes", [2, 3])
+    def test_each_resample_equals_the_libraries_on_that_resample(self, classes):
+        """The vectorised resampling gives, resample by resample, what scikit-learn (weighted) and
+        torchmetrics (ECE, on the images repeated by their weight) give: ties and missing classes included."""
+        rng = np.random.default_rng(classes)
+        labels = rng.integers(0, classes, 90)
+        logits = rng.normal(size=(90, classes)) + 1.5 * np.eye(classes)[labels]
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        probs[:15] = probs[15:30]  # tied scores
+        weights = metrics.patient_weights(np.repeat(np.arange(30), 3), 40, seed=3)
+        weights[0] = np.where(labels == 0, weights[0], 0)  # one resample without positives: AUC undefined
+        values = metrics.resampled(probs, labels, weights, 1, 0.4)
+        for i, w in enumerate(weights):
+            expected = metrics.compute(probs, labels, 1, 0.4, weight=w, with_ece=False)
+            keep = np.repeat(np.arange(90), w.astype(int))
+            expected["ece"] = metrics.compute(probs[keep], labels[keep], 1, 0.4)["ece"]
+            for name, value in values.items():
+                assert value[i] == pytest.approx(expected[name], abs=1e-6, nan_ok=True), (i, name)
+        assert np.isnan(values["auc"][0]) and not np.isnan(values["auc"][1:]).any()
+
+    def test_roc_band_equals_a_curve_per_resample(self):
+        weights = metrics.patient_weights(PATIENTS, 200, seed=2)
+        band = metrics.roc_band(BINARY, LABELS, weights, 1)
+        grid = np.array(band["grid"])
+        curves = []
+        for w in weights:
+            fpr, tpr, _ = skm.roc_curve(LABELS == 1, P1, sample_weight=w)
+            curves.append(np.interp(grid, fpr, tpr))
+        assert band["low"] == pytest.approx(np.percentile(curves, 2.5, axis=0).tolist())
+        assert band["high"] == pytest.approx(np.percentile(curves, 97.5, axis=0).tolist())
+        assert np.all(np.array(band["low"]) <= np.array(band["high"])) and band["high"][10] > band["low"][10]
+
 
 class TestOperatingPoint:
     def test_separable_scores_get_a_threshold_between_the_classes(self):
