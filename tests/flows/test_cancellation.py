@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,14 @@ def dataset(tmp_path_factory, ray_local):
     (root / "run.yaml").write_text(f"members: 1\narchitectures: [seed_cnn]\n"
                                    f"train: {{epochs: {EPOCHS}, early_stopping_patience: {EPOCHS}}}\n")
     return root, uri
+
+
+@pytest.fixture
+def ray_dir():
+    """The command's own local Ray folder, found by this path (short: Ray's socket paths have a limit)."""
+    folder = tempfile.mkdtemp(prefix="mf-cancel-", dir="/tmp")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def processes_under(folder: str) -> list[str]:
@@ -82,13 +91,12 @@ def assert_resumable(root, uri: str, run: str, env: dict) -> None:
     assert record["resumed_from"] >= 0 and record["epochs_run"] == EPOCHS  # continued, not restarted
 
 
-def test_sigterm_to_the_process_group_cancels_the_run(dataset, tmp_path):
+def test_sigterm_to_the_process_group_cancels_the_run(dataset, tmp_path, ray_dir):
     from prefect.settings import PREFECT_API_URL
 
     from tests.conftest import flow_runs
 
     root, uri = dataset
-    ray_dir = tempfile.mkdtemp(prefix="mf-cancel-", dir="/tmp")  # the command's own local Ray, found by this path
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "RAY_TMPDIR": ray_dir}
     run = str(tmp_path / "run")
     took, code, stderr = start_and_signal(train_command(root, uri, run), env, run, signal.SIGTERM, str(tmp_path))
@@ -101,9 +109,8 @@ def test_sigterm_to_the_process_group_cancels_the_run(dataset, tmp_path):
     assert_resumable(root, uri, run, env)
 
 
-def test_ctrl_c_in_the_embedded_mode_stops_everything_it_started(dataset, tmp_path):
+def test_ctrl_c_in_the_embedded_mode_stops_everything_it_started(dataset, tmp_path, ray_dir):
     root, uri = dataset
-    ray_dir = tempfile.mkdtemp(prefix="mf-cancel-", dir="/tmp")
     home = str(tmp_path / "prefect-home")  # the temporary Prefect server's own home, found by this path
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(RAY_TMPDIR=ray_dir, PREFECT_HOME=home)
