@@ -42,9 +42,16 @@ def ray_head():
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def session_api() -> dict[str, str]:
+    """The session's Prefect API for the commands: each would otherwise start a temporary server of its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {"PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
 def test_ingest_runs_on_a_cluster_by_address(tmp_path, ray_head):
     labels = good_corpus(str(tmp_path / "src"), n_patients=3, images_per_patient=2)
-    env = {**os.environ, "RAY_ADDRESS": ray_head, "RAY_AUTH_MODE": "token"}
+    env = {**os.environ, **session_api(), "RAY_ADDRESS": ray_head, "RAY_AUTH_MODE": "token"}
     env.pop("RAY_TMPDIR", None)
     run = subprocess.run([os.path.join(BIN, "medflow"), "ingest", str(tmp_path / "src"), "--labels", labels,
                           "--dataset", str(tmp_path / "ds"), "--rejects", str(tmp_path / "r.csv"), "--image-size", "16"],
@@ -112,7 +119,7 @@ def test_every_command_runs_on_nodes_without_the_project_with_data_on_s3(tmp_pat
     (tmp_path / "run.yaml").write_text(
         "members: 1\narchitectures: [seed_cnn]\nworkers: 2\nplacement_strategy: SPREAD\n"
         "train: {epochs: 2, batch_size: 16}\n")
-    env = {**os.environ, "RAY_ADDRESS": two_node_cluster, "RAY_AUTH_MODE": "token"}
+    env = {**os.environ, **session_api(), "RAY_ADDRESS": two_node_cluster, "RAY_AUTH_MODE": "token"}
     env.pop("RAY_TMPDIR", None)
     medflow = os.path.join(BIN, "medflow")
     commands = [
