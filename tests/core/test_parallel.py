@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -14,7 +13,7 @@ from tasks.core import cluster as parallel
 from tasks.ingest import decode as ingest_decode
 from tasks.ingest.batch import KnownDigests
 from tasks.ingest.labels import plan
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, ray_processes
 from tests.corpora import good_corpus
 
 
@@ -27,10 +26,10 @@ def test_batch_sizes_keep_workers_busy():
 def _kill_one_worker(stop: threading.Event) -> list[int]:
     killed: list[int] = []
     while not stop.is_set() and not killed:
-        out = subprocess.run(["pgrep", "-f", "ray::_batch_task"], capture_output=True, text=True).stdout.split()
+        out = ray_processes("ray::_batch_task")
         if out:
-            os.kill(int(out[0]), signal.SIGKILL)
-            killed.append(int(out[0]))
+            os.kill(out[0], signal.SIGKILL)
+            killed.append(out[0])
         time.sleep(0.01)
     return killed
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -18,6 +17,7 @@ from tasks.model.config import AugmentConfig, EnsembleConfig, TrainConfig
 from tasks.train.budget import run_length
 from tasks.train.members import ClusterTooSmallError, check_room, train_members
 from tasks.train.worker import TrainJob, train_member
+from tests.conftest import ray_processes
 from tests.corpora import ingested_corpus
 
 CLASSES = ["abnormal", "normal"]
@@ -51,10 +51,10 @@ def _kill_a_worker_after_two_checkpoints(folder: str, killed: list[int], stop: t
     while not stop.is_set():
         # two checkpoints on storage: the first one is complete
         if len(glob.glob(os.path.join(folder, "**", "state.pt"), recursive=True)) >= 2:
-            pids = subprocess.run(["pgrep", "-f", "RayTrainWorker"], capture_output=True, text=True).stdout.split()
+            pids = ray_processes("RayTrainWorker")
             if pids:
-                os.kill(int(pids[-1]), signal.SIGKILL)
-                killed.append(int(pids[-1]))
+                os.kill(pids[-1], signal.SIGKILL)
+                killed.append(pids[-1])
                 return
         time.sleep(0.05)
 
