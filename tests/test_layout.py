@@ -90,3 +90,16 @@ def test_the_data_commands_do_not_import_the_model_stack():
             "print(sorted(m for m in ('torch', 'monai', 'sklearn', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_training_imports_monai_only_to_build_a_monai_network():
+    """``import monai`` loads every MONAI module (about 3 s): the driver, each member's Ray task and a
+    seed_cnn worker do without it; building a MONAI network imports it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tasks.train.worker, tasks.train.members; from tasks.model.architectures import build_model; "
+            "build_model('seed_cnn', 2, 28, 3); print('monai' in sys.modules); "
+            "build_model('resnet18_small', 2, 28); print('monai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.split() == ["False", "True"]

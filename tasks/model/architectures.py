@@ -9,8 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from monai.networks import nets
 from torch import nn
+
+
+def _nets():
+    """MONAI's networks, imported where a MONAI network is built: ``import monai`` loads every MONAI
+    module (about 3 s), which a Ray Train controller, the driver and a seed_cnn member never need."""
+    from monai.networks import nets
+
+    return nets
 
 
 class SeedCNN(nn.Module):
@@ -66,7 +73,7 @@ class ViTClassifier(nn.Module):
     def __init__(self, num_classes: int, image_size: int, in_channels: int = 1, dims: int = 2) -> None:
         super().__init__()
         patch = max(4, image_size // 8)
-        self.vit = nets.ViT(in_channels=in_channels, img_size=image_size, patch_size=patch, hidden_size=192,
+        self.vit = _nets().ViT(in_channels=in_channels, img_size=image_size, patch_size=patch, hidden_size=192,
                             mlp_dim=768, num_layers=6, num_heads=3, classification=True, num_classes=num_classes,
                             spatial_dims=dims, post_activation=None)
 
@@ -80,24 +87,25 @@ def small_input_resnet18(num_classes: int, image_size: int, dims: int = 2) -> nn
     images up to 32 px (28 px MedMNIST-size inputs reach the first block at 14 px, not 7), the usual
     7x7 stride-2 stem above that; both then max-pool. A quarter of ResNet-18's parameters."""
     stride = 1 if image_size <= 32 else 2
-    return nets.ResNet("basic", [2, 2, 2, 2], [32, 64, 128, 256], spatial_dims=dims, n_input_channels=1,
+    return _nets().ResNet("basic", [2, 2, 2, 2], [32, 64, 128, 256], spatial_dims=dims, n_input_channels=1,
                        num_classes=num_classes, conv1_t_size=3 if stride == 1 else 7, conv1_t_stride=stride)
 
 
-def _resnet(factory: Callable) -> Callable[[int, int, int], nn.Module]:
-    return lambda num_classes, image_size, dims: factory(spatial_dims=dims, n_input_channels=1, num_classes=num_classes)
+def _resnet(name: str) -> Callable[[int, int, int], nn.Module]:
+    return lambda num_classes, image_size, dims: getattr(_nets(), name)(spatial_dims=dims, n_input_channels=1,
+                                                                        num_classes=num_classes)
 
 
 # name -> factory(num_classes, image_size, dims): dims 2 for images, 3 for volumes
 ARCHITECTURES: dict[str, Callable[[int, int, int], nn.Module]] = {
     "seed_cnn": lambda num_classes, image_size, dims: (SeedCNN if dims == 2 else SeedCNN3D)(num_classes, image_size),
-    "resnet18": _resnet(nets.resnet18),
+    "resnet18": _resnet("resnet18"),
     "resnet18_small": small_input_resnet18,
-    "resnet34": _resnet(nets.resnet34),
-    "resnet50": _resnet(nets.resnet50),
-    "densenet121": lambda num_classes, image_size, dims: nets.DenseNet121(spatial_dims=dims, in_channels=1,
+    "resnet34": _resnet("resnet34"),
+    "resnet50": _resnet("resnet50"),
+    "densenet121": lambda num_classes, image_size, dims: _nets().DenseNet121(spatial_dims=dims, in_channels=1,
                                                                           out_channels=num_classes),
-    "efficientnet_b0": lambda num_classes, image_size, dims: nets.EfficientNetBN(
+    "efficientnet_b0": lambda num_classes, image_size, dims: _nets().EfficientNetBN(
         "efficientnet-b0", pretrained=False, spatial_dims=dims, in_channels=1, num_classes=num_classes),
     "vit": lambda num_classes, image_size, dims: ViTClassifier(num_classes, image_size, dims=dims),
 }
