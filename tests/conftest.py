@@ -50,19 +50,24 @@ def start_local_ray(**kwargs):
     return ray
 
 
-def ray_processes(title: str) -> list[int]:
-    """PIDs of this session's Ray processes whose command line matches ``title`` (e.g. ``RayTrainWorker``).
-    Only this session's: each pytest-xdist process runs a local Ray of its own, and a test that kills
-    a worker must never kill the other process's (its workers inherit this session's ``RAY_TMPDIR``)."""
-    mine = f"RAY_TMPDIR={os.environ['RAY_TMPDIR']}\0".encode()
+def processes_with(title: str, variable: str) -> list[int]:
+    """PIDs of the processes whose command line matches ``title`` and whose environment holds
+    ``variable`` (``NAME=value``), e.g. the processes of one Ray session or of one Prefect home."""
     found = []
     for pid in subprocess.run(["pgrep", "-f", title], capture_output=True, text=True).stdout.split():
         try:
-            if mine in open(f"/proc/{pid}/environ", "rb").read():
+            if f"{variable}\0".encode() in open(f"/proc/{pid}/environ", "rb").read():
                 found.append(int(pid))
         except OSError:  # it exited meanwhile
             continue
     return found
+
+
+def ray_processes(title: str) -> list[int]:
+    """This session's Ray processes matching ``title`` (e.g. ``RayTrainWorker``). Only this session's:
+    each pytest-xdist process runs a local Ray of its own, and a test that kills a worker must never
+    kill the other process's (its workers inherit this session's ``RAY_TMPDIR``)."""
+    return processes_with(title, f"RAY_TMPDIR={os.environ['RAY_TMPDIR']}")
 
 
 @pytest.fixture(scope="session")

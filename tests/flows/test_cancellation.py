@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from tests.conftest import processes_with
 from tests.corpora import ingested_corpus
 
 pytestmark = pytest.mark.alone  # "stops within 10 s" is not measured beside other tests' load
@@ -47,16 +48,9 @@ def processes_under(folder: str) -> list[str]:
     return subprocess.run(["pgrep", "-f", folder], capture_output=True, text=True).stdout.split()
 
 
-def servers_with_home(home: str) -> list[str]:
+def servers_with_home(home: str) -> list[int]:
     """Prefect API servers running with ``PREFECT_HOME=home``."""
-    found = []
-    for pid in subprocess.run(["pgrep", "-f", "prefect.server.api.server:create_app"], capture_output=True, text=True).stdout.split():
-        try:
-            if f"PREFECT_HOME={home}".encode() in open(f"/proc/{pid}/environ", "rb").read():
-                found.append(pid)
-        except OSError:  # it exited meanwhile
-            continue
-    return found
+    return processes_with("prefect.server.api.server:create_app", f"PREFECT_HOME={home}")
 
 
 def train_command(root, uri: str, run: str) -> list[str]:
