@@ -14,6 +14,8 @@ import urllib.request
 
 import pytest
 
+from flows.startup import environment_defaults
+
 _SESSION_TMP = tempfile.mkdtemp(prefix="medflow-tests-")
 atexit.register(shutil.rmtree, _SESSION_TMP, True)  # Prefect's database and Ray's logs go with the session
 os.environ.update(
@@ -27,6 +29,7 @@ os.environ.update(
     NO_ALBUMENTATIONS_UPDATE="1",
 )
 os.environ.pop("RAY_ADDRESS", None)
+environment_defaults()  # medflow's own defaults for Ray and Prefect, as every command has them
 os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
 
 TEST_KEY = os.environ["MEDFLOW_PSEUDONYM_KEY"].encode()

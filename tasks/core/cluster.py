@@ -13,6 +13,8 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 CONNECT_ATTEMPTS = 3
+# the driver's settings that the cluster's worker processes need too (credentials: the nodes' own)
+FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")
 WAIT_SLICE = 1.0  # seconds: how long the driver waits on Ray before its signal handlers may run
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,7 +39,7 @@ def ensure_ray() -> None:
         import tasks
 
         # ship the code; point workers at the same S3 endpoint (credentials: the nodes' own, e.g. IAM roles)
-        env = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_REGION") if os.environ.get(k)}
+        env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
         kwargs["runtime_env"] = {"py_modules": [os.path.dirname(tasks.__file__)], "env_vars": env}
         for attempt in range(CONNECT_ATTEMPTS):  # a cluster head restarting, a network blip: retry with backoff
             try:
