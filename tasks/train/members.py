@@ -82,6 +82,8 @@ def _train_and_export(info: RunInfo, plan: MemberPlan, config: EnsembleConfig, e
         raise result.error
     metrics = result.metrics or {}
     state = checkpoint_state(result, run.checkpoint(plan.name))
+    if metrics.get("attempt") != job.attempt:  # nothing left to train: this call resumed from the last checkpoint
+        metrics = {**metrics, "resumed_from": state["epoch"]}
     model_store.save_weights(run.model.weights(plan.name), state["best_model"])
     boosting_weight = None
     if config.boosting:
@@ -94,7 +96,7 @@ def _train_and_export(info: RunInfo, plan: MemberPlan, config: EnsembleConfig, e
                           steps_run=history[-1]["steps"] if history else 0, planned_steps=length.steps,
                           precision=history[-1].get("precision", "float32") if history else "float32",
                           stopped=state.get("stopped", "completed"), history=history,
-                          resumed_from=metrics.get("resumed_from", state["epoch"]), boosting_weight=boosting_weight,
+                          resumed_from=metrics["resumed_from"], boosting_weight=boosting_weight,
                           worker_nodes=metrics.get("worker_nodes", []), started=started, finished=time.time())
     model_store.save_record(run.model.uri, record)  # written last: the member is done
     return record

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import uuid
 from collections.abc import Callable
 from functools import partial
 
@@ -93,6 +94,9 @@ class TrainJob(BaseModel):
     bagging: bool = False
     row_weights: str | None = Field(None, description="boosting: the previous member's BoostingStep (JSON URI)")
     cpus_per_worker: int = 1
+    attempt: str = Field(default_factory=lambda: uuid.uuid4().hex,
+                         description="marks this call's reports: a rerun of a run already trained to its end "
+                                     "reports nothing, and Ray Train hands back the earlier call's metrics")
 
 
 def worker_loop(loop_config: dict) -> None:
@@ -116,7 +120,8 @@ def worker_loop(loop_config: dict) -> None:
     nodes = dist.all_objects(ray.get_runtime_context().get_node_id())  # where each rank runs, for the record
 
     def report(epoch: int, metrics: dict, state: dict) -> None:
-        metrics = {**metrics, "resumed_from": -1 if resume is None else resume["epoch"], "worker_nodes": nodes}
+        metrics = {**metrics, "resumed_from": -1 if resume is None else resume["epoch"], "worker_nodes": nodes,
+                   "attempt": job.attempt}
         with tempfile.TemporaryDirectory() as folder:
             if dist.rank == 0:  # one copy of the checkpoint; every worker reports the metrics
                 torch.save(state, os.path.join(folder, CHECKPOINT_FILE))

@@ -90,7 +90,7 @@ def test_rerun_after_the_driver_died_before_export_finishes_the_member(small_dat
     assert first.error is None and not os.path.exists(os.path.join(run, "model"))  # "crash": nothing exported
     checkpoints = sorted(glob.glob(os.path.join(run, "checkpoints", "member-0", "checkpoint_*")))
     [record] = train_members(info, config).members
-    assert record.epochs_run == 2  # the history of the first attempt...
+    assert record.epochs_run == 2 and record.resumed_from == 1  # the history of the first attempt...
     assert sorted(glob.glob(os.path.join(run, "checkpoints", "member-0", "checkpoint_*"))) == checkpoints  # ...no epoch retrained
     assert record.best_val_auc in [h["val_auc_smoothed"] for h in record.history]  # a check of the first attempt
     assert os.path.exists(os.path.join(run, "model", "members", "member-0.pt"))
