@@ -43,15 +43,16 @@ def default_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     return config.steps or max(config.min_steps, config.min_epochs * steps_per_epoch)
 
 
-def run_length(config: TrainConfig, steps_per_epoch: int, max_steps: int | None = None) -> RunLength:
+def run_length(config: TrainConfig, steps_per_epoch: int, max_steps: int | None = None, fill: bool = False) -> RunLength:
     """The member's schedule: ``config.epochs`` exactly when given (checked every epoch), else
-    ``config.steps`` or the default, capped at ``max_steps`` (what the budget allows) when given."""
+    ``config.steps`` or the default, capped at ``max_steps`` (what the budget allows) when given;
+    with ``fill``, exactly ``max_steps`` (a budget that binds leaves no member's time idle)."""
     steps_per_epoch = max(steps_per_epoch, 1)
     if config.epochs:
         return RunLength(epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                          patience=config.early_stopping_patience or config.epochs, sized_by="epochs")
     steps, sized_by = default_steps(config, steps_per_epoch), "steps" if config.steps else "default"
-    if max_steps is not None and max_steps < steps and not config.steps:
+    if max_steps is not None and (fill or max_steps < steps) and not config.steps:
         steps, sized_by = max_steps, "budget"
     # whole epochs: at least the steps asked for, at most those the budget allows
     epochs = max(1, (math.floor if sized_by == "budget" else math.ceil)(steps / steps_per_epoch))

@@ -123,7 +123,8 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     """Members and their schedules. Without a budget (or without measured speeds) the config's
     members (default ``max_members``) train for their configured length. With one, the most members
     up to ``max_members`` (at least ``min_members``) whose default runs fit; if even those do not
-    fit, their steps shrink until they do. Explicit ``members`` and ``train.epochs``/``steps`` are kept."""
+    fit, each trains for its lane's share of the time: a slow architecture for fewer steps than its
+    default, a fast one for more. Explicit ``members`` and ``train.epochs``/``steps`` are kept."""
     slots = 1 if config.boosting else max(1, slots)
     train = config.train
     explicit_length = bool(train.epochs or train.steps)
@@ -156,10 +157,11 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
                                 augment_seconds=augment_seconds, budget_seconds=budget, train_seconds=available,
                                 estimated_seconds=estimate, sized_by=sized_by,
                                 pretrain_seconds=pretraining)
-    # even the fewest members do not fit: each gets an equal share of its lane's time
+    # even the fewest members do not fit: each trains for an equal share of its lane's time, the
+    # cheaper architectures for more steps than their default (a lane never idles while another runs)
     share = available / math.ceil(len(plans) / slots)
     lengths = {p.name: run_length(config.member_config(p), steps_per_epoch, max_steps=max(steps_per_epoch, int(
-        (share - seconds(p, 0)) / per_step(p)))) for p in plans}
+        (share - seconds(p, 0)) / per_step(p))), fill=True) for p in plans}
     estimate = _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots)
     return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
                         augment_seconds=augment_seconds, budget_seconds=budget, train_seconds=available,

@@ -56,6 +56,18 @@ def test_the_budget_picks_the_most_members_that_fit_then_shortens_them():
     assert len(augmented.members) < len(medium.members) and augmented.augment_seconds == 0.15  # augmentation costs time
 
 
+def test_a_budget_that_binds_gives_the_faster_architecture_its_lanes_whole_share():
+    config = EnsembleConfig(train=TrainConfig(budget_minutes=30))
+    speeds = {"resnet18_small": 2.0, "seed_cnn": 0.2}  # the default resnet run does not fit; seed_cnn's would with room to spare
+    plan = plan_ensemble(config, 100, 500, slots=2, seconds_per_step=speeds)
+    assert len(plan.members) == config.min_members and plan.sized_by == "budget"
+    resnet, seed = (plan.lengths[m.name] for m in plan.members)
+    default = run_length(config.train, 100).steps
+    assert resnet.steps < default < seed.steps and resnet.sized_by == seed.sized_by == "budget"
+    assert seed.steps > 2 * default and seed.steps > 8 * resnet.steps  # a tenth of the step time: about ten times the steps
+    assert 0.85 * plan.train_seconds <= plan.estimated_seconds <= plan.train_seconds * 1.05
+
+
 def test_the_augmentation_probe_times_a_batch_of_images_and_of_volumes():
     image = measure_augment_seconds(AugmentConfig(), 28, 8, dims=2, repeats=1)
     volume = measure_augment_seconds(AugmentConfig(), 28, 8, dims=3, repeats=1)
