@@ -122,9 +122,9 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
                   seconds_per_step: dict[str, float] | None = None, augment_seconds: float = 0.0) -> EnsemblePlan:
     """Members and their schedules. Without a budget (or without measured speeds) the config's
     members (default ``max_members``) train for their configured length. With one, the most members
-    up to ``max_members`` (at least ``min_members``) whose default runs fit; if even those do not
-    fit, each trains for its lane's share of the time: a slow architecture for fewer steps than its
-    default, a fast one for more. Explicit ``members`` and ``train.epochs``/``steps`` are kept."""
+    up to ``max_members`` whose default runs fit; when no more than ``min_members`` do, those train
+    for their lane's whole share of the budget instead of their default length (a slow architecture
+    for fewer steps, a fast one for more). Explicit ``members`` and ``train.epochs``/``steps`` are kept."""
     slots = 1 if config.boosting else max(1, slots)
     train = config.train
     explicit_length = bool(train.epochs or train.steps)
@@ -146,24 +146,31 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     def steps_of(plan: MemberPlan) -> int:
         return run_length(config.member_config(plan), steps_per_epoch).steps
 
-    counts = [config.members] if config.members else range(config.max_members, config.min_members - 1, -1)
+    def plan(plans: list[MemberPlan], lengths: dict[str, RunLength], sized_by: str) -> EnsemblePlan:
+        estimate = _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots)
+        return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
+                            augment_seconds=augment_seconds, budget_seconds=budget, train_seconds=available,
+                            estimated_seconds=estimate, sized_by=sized_by,
+                            pretrain_seconds=pretraining)
+
+    def filling(plans: list[MemberPlan]) -> dict[str, RunLength]:
+        """Each member trains for its lane's whole share of the time (a fast architecture for more steps)."""
+        share = available / math.ceil(len(plans) / slots)
+        return {p.name: run_length(config.member_config(p), steps_per_epoch, max_steps=max(steps_per_epoch, int(
+            (share - seconds(p, 0)) / per_step(p))), fill=True) for p in plans}
+
+    def default_lengths(plans: list[MemberPlan]) -> dict[str, RunLength]:
+        return {p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans}
+
+    if explicit_length:
+        plans = config.plans(config.members or config.max_members)
+        return plan(plans, default_lengths(plans), "config" if config.members else "default")
+    # the most members whose default runs fit; the fewest (or those asked for, when they do not fit)
+    # train for their lane's whole share of the budget instead: the rest of it is theirs
+    counts = [config.members] if config.members else range(config.max_members, config.min_members, -1)
     for count in counts:
         plans = config.plans(count)
-        estimate = _makespan([seconds(p, steps_of(p)) for p in plans], slots)
-        if estimate <= available or explicit_length:
-            lengths = {p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans}
-            sized_by = "config" if config.members and explicit_length else "default"
-            return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
-                                augment_seconds=augment_seconds, budget_seconds=budget, train_seconds=available,
-                                estimated_seconds=estimate, sized_by=sized_by,
-                                pretrain_seconds=pretraining)
-    # even the fewest members do not fit: each trains for an equal share of its lane's time, the
-    # cheaper architectures for more steps than their default (a lane never idles while another runs)
-    share = available / math.ceil(len(plans) / slots)
-    lengths = {p.name: run_length(config.member_config(p), steps_per_epoch, max_steps=max(steps_per_epoch, int(
-        (share - seconds(p, 0)) / per_step(p))), fill=True) for p in plans}
-    estimate = _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots)
-    return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
-                        augment_seconds=augment_seconds, budget_seconds=budget, train_seconds=available,
-                        estimated_seconds=estimate, sized_by="budget",
-                        pretrain_seconds=pretraining)
+        if _makespan([seconds(p, steps_of(p)) for p in plans], slots) <= available:
+            return plan(plans, default_lengths(plans), "default")
+    plans = config.plans(config.members or config.min_members)
+    return plan(plans, filling(plans), "budget")

@@ -68,6 +68,18 @@ def test_a_budget_that_binds_gives_the_faster_architecture_its_lanes_whole_share
     assert 0.85 * plan.train_seconds <= plan.estimated_seconds <= plan.train_seconds * 1.05
 
 
+def test_when_only_the_fewest_members_fit_they_get_the_whole_budget_not_their_default_length():
+    config = EnsembleConfig(architectures=["seed_cnn"], train=TrainConfig(budget_minutes=30))
+    default = run_length(config.train, 42).steps
+    speeds = {"seconds_per_step": {"seed_cnn": 0.36}, "augment_seconds": 0.07}  # VesselMNIST3D's: 2 fit in half the time, 3 do not
+    plan = plan_ensemble(config, 42, 191, slots=2, **speeds)
+    assert len(plan.members) == config.min_members and plan.sized_by == "budget"
+    assert all(length.steps > 1.5 * default for length in plan.lengths.values())
+    assert 0.9 * plan.train_seconds <= plan.estimated_seconds <= plan.train_seconds
+    asked = plan_ensemble(config.model_copy(update={"members": 2}), 42, 191, slots=2, **speeds)
+    assert asked.sized_by == "default" and all(length.steps == default for length in asked.lengths.values())
+
+
 def test_the_augmentation_probe_times_a_batch_of_images_and_of_volumes():
     image = measure_augment_seconds(AugmentConfig(), 28, 8, dims=2, repeats=1)
     volume = measure_augment_seconds(AugmentConfig(), 28, 8, dims=3, repeats=1)
