@@ -148,7 +148,7 @@ def run_one(name: str, corpus: Corpus, work: str, args) -> Outcome:
         gain = late_gain(m.history)
         rising = f"{'STILL RISING' if gain > RISING else 'not rising'} at the end (last-quarter gain {gain:+.4f})"
         lines.append(f"  {m.name} {m.architecture}: {m.steps_run}/{m.planned_steps} steps ({m.epochs_run} epochs, "
-                     f"{m.stopped}, {m.precision}), smoothed val AUC {m.best_val_auc:.4f}, {rising}")
+                     f"{m.stopped}, {m.precision}, EMA decay {m.ema_decay or 0:.4f}), smoothed val AUC {m.best_val_auc:.4f}, {rising}")
     lines.append(f"ensemble: {ens.combiner}, {ens.calibration()}, operating point {ens.threshold:.3f} "
                  f"(chosen on validation); validation AUC {evaluation.val.point['auc']:.4f}")
     ci = evaluation.test.ci["auc"]

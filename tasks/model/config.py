@@ -56,7 +56,10 @@ class TrainConfig(BaseModel):
     smoothing: int = Field(3, ge=1, description="validation AUC and loss are averaged over this many recent checks")
     weight_averaging: Literal["none", "ema"] = Field("ema", description="judge and keep an exponential moving "
                                                       "average of the weights")
-    ema_decay: float = Field(0.998, gt=0, lt=1)
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="explicit decay of the weight average; default "
+                                    "(null): 1 - 1 / (ema_window x the run's planned steps)")
+    ema_window: float = Field(0.11, gt=0, le=1, description="the average's time constant as a share of the run's "
+                              "planned steps (4440 steps: about 0.998), so that it forgets at the pace of the run")
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(2e-3, gt=0, description="peak AdamW learning rate (one-cycle schedule)")
     weight_decay: float = Field(1e-4, ge=0)

@@ -63,6 +63,7 @@ class MemberRecord(MemberPlan):
     steps_run: int = 0
     precision: str = Field("float32", description="the arithmetic its training steps ran in (train.precision, resolved)")
     planned_steps: int = 0
+    ema_decay: float | None = Field(None, description="the decay of the weight average it was judged by and kept (None: none)")
     stopped: str = Field("completed", description="completed, early stopping, or deadline (the budget ran out)")
     boosting_weight: float | None = Field(None, description="boosting: the member's fitted vote weight")
     history: list[dict] = Field(default_factory=list, description="per validation check: losses, AUC, timings")

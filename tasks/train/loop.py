@@ -24,7 +24,7 @@ from tasks.model.config import TrainConfig
 from tasks.train.augment import Augmenter
 from tasks.train.budget import PEAK_AT, RunLength, run_length
 from tasks.train.precision import autocast_dtype, channels_last, grad_scaler, precision_name, to_layout
-from tasks.train.weights import WeightAverage, load_initial_weights, unwrap
+from tasks.train.weights import WeightAverage, average_decay, load_initial_weights, unwrap
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -176,11 +176,12 @@ def fit(
         model.load_state_dict(resume["model"])
     model = model.to(device).to(memory_format=channels_last(train.dims))
     model = dist.wrap_model(model)  # DDP
-    average = WeightAverage(model, config.ema_decay) if config.weight_averaging == "ema" else None
     workers = config.loader_workers if config.loader_workers is not None else (4 if device.type == "cuda" else 0)
     per_epoch = train.steps(config.batch_size, dist.world, workers)
     # a planned length keeps its epochs; its steps per epoch are the loader's own
     length = length.model_copy(update={"steps_per_epoch": per_epoch}) if length else run_length(config, per_epoch)
+    decay = average_decay(config, length.steps)
+    average = WeightAverage(model, decay) if decay is not None else None
 
     def loader(samples: Samples, epoch: int, training: bool) -> DataLoader:  # DDP: each rank its own share
         return samples.loader(Share(epoch, dist.rank, dist.world, training), config.batch_size if training else 256,

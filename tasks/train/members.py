@@ -26,6 +26,7 @@ from tasks.train.boosting import BoostingStep, samme_step, uniform
 from tasks.train.loop import predict_proba
 from tasks.train.planning import EnsemblePlan, measure_augment_seconds, measure_seconds_per_step, plan_ensemble
 from tasks.train.pretrain import simclr
+from tasks.train.weights import average_decay
 from tasks.train.worker import TrainJob, checkpoint_state, gpus_available, train_member
 
 
@@ -94,6 +95,7 @@ def _train_and_export(info: RunInfo, plan: MemberPlan, config: EnsembleConfig, e
     record = MemberRecord(**plan.model_dump(), best_val_auc=float(state["best_auc"]),
                           epochs_run=history[-1]["epoch"] + 1 if history else 0,
                           steps_run=history[-1]["steps"] if history else 0, planned_steps=length.steps,
+                          ema_decay=average_decay(member, length.steps),
                           precision=history[-1].get("precision", "float32") if history else "float32",
                           stopped=state.get("stopped", "completed"), history=history,
                           resumed_from=metrics["resumed_from"], boosting_weight=boosting_weight,

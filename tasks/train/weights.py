@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from tasks.core import storage
+from tasks.model.config import TrainConfig
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -35,6 +36,15 @@ class WeightAverage:
                 value.lerp_(current[name], 1 - decay)
             else:
                 value.copy_(current[name])
+
+
+def average_decay(config: TrainConfig, steps: int) -> float | None:
+    """The weight average's decay for a run of ``steps``: ``ema_decay`` when given, else a time constant
+    of ``ema_window`` of the run (a 1500-step run averages over fewer steps than a 4440-step one);
+    None when the member keeps its own weights (``weight_averaging: none``)."""
+    if config.weight_averaging != "ema":
+        return None
+    return config.ema_decay or 1 - 1 / max(1.0, config.ema_window * steps)
 
 
 def load_initial_weights(model: nn.Module, uri: str) -> None:
