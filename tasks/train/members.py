@@ -22,6 +22,7 @@ from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan, Precis
 from tasks.model.folders import RunFolder
 from tasks.model.runs import RunInfo
 from tasks.model.store import MemberRecord
+from tasks.train.allocator import training_runtime_env
 from tasks.train.boosting import BoostingStep, samme_step, uniform
 from tasks.train.loop import predict_proba
 from tasks.train.planning import EnsemblePlan, measure_augment_seconds, measure_seconds_per_step, plan_ensemble
@@ -151,7 +152,8 @@ def pretrain_all(info: RunInfo, config: EnsembleConfig, plan: EnsemblePlan) -> N
     """Pretrain every architecture of the plan that has no pretrained weights yet, concurrently."""
     run = RunFolder(info.run)
     archs = sorted({m.architecture for m in plan.members if not storage.exists(run.pretrained_record(m.architecture))})
-    options = {"num_cpus": config.cpus_per_worker, "num_gpus": 1 if gpus_available() else 0}
+    options = {"num_cpus": config.cpus_per_worker, "num_gpus": 1 if gpus_available() else 0,
+               "runtime_env": training_runtime_env()}
     get_all([_pretrain.options(**options).remote(info, arch, config) for arch in archs])
 
 
@@ -183,10 +185,11 @@ def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
     speeds, augment_seconds = None, 0.0
     if train.budget_minutes and not (config.members and (train.epochs or train.steps)):
         archs = sorted({p.architecture for p in config.plans()})
-        options = {"num_cpus": config.cpus_per_worker, "num_gpus": 1 if use_gpu else 0}
+        options = {"num_cpus": config.cpus_per_worker, "num_gpus": 1 if use_gpu else 0,
+                   "runtime_env": training_runtime_env()}  # measured as the members will run
         refs = [_speed.options(**options).remote(a, info.image_size, train.batch_size, len(info.classes),
                                                  config.cpus_per_worker, info.dims, train.precision) for a in archs]
-        augment = _augment_speed.options(num_cpus=config.cpus_per_worker).remote(
+        augment = _augment_speed.options(num_cpus=config.cpus_per_worker, runtime_env=training_runtime_env()).remote(
             train.augment, info.image_size, train.batch_size, config.cpus_per_worker, info.dims)
         *measured, augment_seconds = get_all([*refs, augment])
         speeds = dict(zip(archs, measured, strict=True))

@@ -22,6 +22,7 @@ from ray.train.torch import TorchTrainer, prepare_model
 from tasks.core import storage
 from tasks.data.samples import Streamed, bootstrap, weighted_resample
 from tasks.model.config import TrainConfig
+from tasks.train.allocator import training_runtime_env
 from tasks.train.boosting import BoostingStep
 from tasks.train.budget import RunLength
 from tasks.train.loop import Distributed, Scored, fit
@@ -150,20 +151,26 @@ def gpus_available() -> bool:
 def train_member(job: TrainJob, storage_path: str, name: str, workers: int = 1, max_failures: int = 2,
                  placement_strategy: str = "PACK") -> ray.train.Result:
     """Train one member on Ray; checkpoints go to ``storage_path/name`` (a path or ``s3://``)."""
+    return member_trainer(job, storage_path, name, workers, max_failures, placement_strategy).fit()
+
+
+def member_trainer(job: TrainJob, storage_path: str, name: str, workers: int = 1, max_failures: int = 2,
+                   placement_strategy: str = "PACK") -> TorchTrainer:
+    """The TorchTrainer of one member: ``workers`` DDP workers, started with the training malloc settings."""
     # Ray Train's Prometheus metrics need the dashboard (off by default here) and cost CPU beside
     # training; RAY_TRAIN_METRICS_ENABLED=1 turns them back on
     os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
     use_gpu = gpus_available()
-    trainer = TorchTrainer(
+    return TorchTrainer(
         worker_loop,
         train_loop_config={"job": job.model_dump()},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, placement_strategy=placement_strategy,
                                      resources_per_worker={"CPU": job.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         run_config=RunConfig(name=name, storage_path=storage_path,
                              failure_config=FailureConfig(max_failures=max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             worker_runtime_env=training_runtime_env()),
     )
-    return trainer.fit()
 
 
 def checkpoint_state(result: ray.train.Result, run_folder: str) -> dict:

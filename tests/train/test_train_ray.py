@@ -14,6 +14,7 @@ import pytest
 from tasks.core import storage
 from tasks.model import runs
 from tasks.model.config import AugmentConfig, EnsembleConfig, TrainConfig
+from tasks.train.allocator import TRAINING_MALLOC
 from tasks.train.budget import run_length
 from tasks.train.members import ClusterTooSmallError, check_room, train_members
 from tasks.train.worker import TrainJob, train_member
@@ -37,9 +38,31 @@ def small_dataset(tmp_path_factory, ray_local):
     return root, uri
 
 
+def _watch_worker_environments(found: dict[int, dict[str, str]], stop: threading.Event) -> None:
+    """The malloc settings in each Ray Train worker's environment, read while the workers run."""
+    while not stop.is_set():
+        for pid in ray_processes("RayTrainWorker"):
+            try:
+                variables = open(f"/proc/{pid}/environ", "rb").read().decode().split("\0")
+            except OSError:  # it exited meanwhile
+                continue
+            found[pid] = {k: v for k, _, v in (x.partition("=") for x in variables) if k in TRAINING_MALLOC}
+        time.sleep(0.2)
+
+
 def test_two_workers_learn_and_checkpoint_every_epoch(small_dataset):
     root, uri = small_dataset
-    result = train_member(job(uri, str(root / "runs"), "member-0", CONFIG), str(root / "runs"), "member-0", workers=2)
+    environments: dict[int, dict[str, str]] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_worker_environments, args=(environments, stop))
+    watcher.start()
+    try:
+        result = train_member(job(uri, str(root / "runs"), "member-0", CONFIG), str(root / "runs"), "member-0",
+                              workers=2)
+    finally:
+        stop.set()
+        watcher.join()
+    assert len(environments) >= 2 and all(env == TRAINING_MALLOC for env in environments.values())
     assert result.error is None
     assert result.metrics["val_auc"] > 0.8
     assert result.metrics["epoch"] == CONFIG.epochs - 1 and result.metrics["resumed_from"] == -1
