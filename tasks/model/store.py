@@ -64,7 +64,8 @@ class MemberRecord(MemberPlan):
     precision: str = Field("float32", description="the arithmetic its training steps ran in (train.precision, resolved)")
     planned_steps: int = 0
     ema_decay: float | None = Field(None, description="the decay of the weight average it was judged by and kept (None: none)")
-    stopped: str = Field("completed", description="completed, early stopping, or deadline (the budget ran out)")
+    stopped: str = Field("completed", description="completed; early stopping; shortened (its schedule brought "
+                         "forward to end before the deadline); or deadline (the budget ran out before that)")
     boosting_weight: float | None = Field(None, description="boosting: the member's fitted vote weight")
     history: list[dict] = Field(default_factory=list, description="per validation check: losses, AUC, timings")
     resumed_from: int = Field(-1, description="the checkpoint epoch a resumed attempt started from (-1: none)")

@@ -24,6 +24,7 @@ from tasks.model.config import TrainConfig
 from tasks.train.augment import Augmenter
 from tasks.train.budget import PEAK_AT, RunLength, run_length
 from tasks.train.precision import autocast_dtype, channels_last, grad_scaler, precision_name, to_layout
+from tasks.train.schedule import Cycle, reachable_epochs, recent_pace
 from tasks.train.weights import WeightAverage, average_decay, load_initial_weights, unwrap
 
 
@@ -190,11 +191,10 @@ def fit(
     weights = class_weights(train.labels, num_classes) if config.class_weighted_loss else None
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=length.steps,
-                                                    pct_start=PEAK_AT)
+    scheduler = Cycle(optimizer, max_lr=config.learning_rate, total_steps=length.steps, pct_start=PEAK_AT)
     autocast = autocast_dtype(config.precision, device)
     scaler = grad_scaler(autocast, device)
-    result, start, stale, recent = FitResult(length), 0, 0, []
+    result, start, stale, recent, end = FitResult(length), 0, 0, [], length.epochs
     if resume:
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
@@ -207,14 +207,23 @@ def fit(
         result.top_auc = resume.get("top_auc", result.best_auc)
         result.history = list(resume.get("history", []))
         recent = [tuple(pair) for pair in resume.get("recent", [])]
+        end = resume.get("end_epochs", length.epochs)
     after_step = (lambda: average.update(model)) if average is not None else None
-    losses, check_started = [], time.time()
-    for epoch in range(start, length.epochs):
+    losses, check_started, trained, epoch_seconds = [], time.time(), time.time(), []
+    for epoch in range(start, end):
         losses.append(dist.mean(train_epoch(model, loader(train, epoch, True), optimizer, loss_fn, device, scheduler,
                                             scaler, after_step, autocast)))
         result.epochs_run.append(epoch)
+        epoch_seconds.append(time.time() - trained)  # this epoch's steps and the check before them
+        trained = time.time()
         late = deadline is not None and dist.mean(float(time.time() > deadline)) > 0  # DDP: every rank agrees
-        if not (length.is_check(epoch) or late):
+        if deadline is not None and not late and (pace := recent_pace(epoch_seconds)) is not None:
+            # DDP: every rank moves its end by the same figures
+            reach = reachable_epochs(dist.mean(pace), dist.mean(deadline - time.time()), epoch + 1, end)
+            if reach < end:  # the schedule anneals to the epoch the member can still reach
+                end = reach
+                scheduler.end_at(end * length.steps_per_epoch)
+        if not (length.is_check(epoch) or late or epoch + 1 == end):
             continue
         judged = average.model if average is not None else model
         gathered = dist.gather(predict_proba(judged, loader(val, epoch, False), device))  # DDP: every rank's rows
@@ -238,8 +247,8 @@ def fit(
         result.history.append(metrics)
         if late or (stale >= length.patience and epoch >= length.earliest_stop):
             result.stopped = "deadline" if late else "early stopping"
-        elif epoch + 1 == length.epochs:
-            result.stopped = "completed"
+        elif epoch + 1 == end:
+            result.stopped = "completed" if end == length.epochs else "shortened"
         if on_check is not None:
             on_check(epoch, metrics, {
                 "epoch": epoch, "stale": stale, "best_auc": result.best_auc, "best_loss": result.best_loss, "top_auc": result.top_auc,
@@ -248,6 +257,7 @@ def fit(
                 "scheduler": scheduler.state_dict(), "history": result.history,
                 "average": average.model.state_dict() if average is not None else None,
                 "average_updates": average.updates if average is not None else 0, "stopped": result.stopped,
+                "end_epochs": end,
             })
         if result.stopped != "running":
             break

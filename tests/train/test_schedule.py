@@ -1,0 +1,101 @@
+"""The one-cycle schedule whose end moves forward, and the loop that moves it: a member that will
+not reach its planned end before the deadline anneals to the epoch it can still reach."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.data.samples import InMemory
+from tasks.model.config import TrainConfig
+from tasks.train.loop import fit
+from tasks.train.schedule import Cycle, reachable_epochs, recent_pace
+from tests.train.test_train_loop import FAST, lesion_set
+
+PEAK = 3e-3
+
+
+def schedule(cls, total: int = 100) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=PEAK)
+    return optimizer, cls(optimizer, max_lr=PEAK, total_steps=total, pct_start=0.3)
+
+
+def run(optimizer, scheduler, steps: int) -> list[tuple[float, float]]:
+    """(rate, beta1) after each of ``steps`` steps."""
+    seen = []
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+        seen.append((scheduler.get_last_lr()[0], optimizer.param_groups[0]["betas"][0]))
+    return seen
+
+
+def test_unmoved_it_is_torchs_one_cycle():
+    assert run(*schedule(Cycle), 99) == run(*schedule(torch.optim.lr_scheduler.OneCycleLR), 99)
+
+
+@pytest.mark.parametrize("moved_at", [10, 50])  # in the warm-up, and in the annealing
+def test_moved_it_anneals_from_where_it_is_to_the_new_end(moved_at):
+    optimizer, scheduler = schedule(Cycle)
+    before = run(optimizer, scheduler, moved_at)
+    scheduler.end_at(70)
+    after = run(optimizer, scheduler, 70 - 1 - moved_at)
+    rates = [before[-1][0]] + [rate for rate, _ in after]
+    assert all(b < a for a, b in zip(rates, rates[1:], strict=False))  # down from the present rate, no jump up
+    assert rates[1] > 0.95 * rates[0]  # and no jump down
+    assert after[-1][0] == pytest.approx(PEAK / 25 / 1e4)  # the final rate, at the new end
+    assert after[-1][1] == pytest.approx(0.95)  # beta1 back at its maximum
+    moved = scheduler.state_dict()  # a checkpoint holds the moved end
+    optimizer2, resumed = schedule(Cycle)
+    optimizer2.load_state_dict(optimizer.state_dict())
+    resumed.load_state_dict(moved)
+    assert resumed.total_steps == 70
+
+
+def test_an_end_that_is_not_earlier_or_is_too_near_is_ignored():
+    optimizer, scheduler = schedule(Cycle)
+    run(optimizer, scheduler, 40)
+    for total in (100, 120, 41):
+        scheduler.end_at(total)
+        assert scheduler.total_steps == 100
+
+
+def test_the_pace_and_the_epochs_that_fit():
+    assert recent_pace([9.0, 2.0]) is None  # the first epochs include warm-up
+    assert recent_pace([9.0, 2.0, 2.2, 1.8, 2.0, 2.1]) == 2.0  # the median of the last five
+    assert reachable_epochs(2.0, 9.0, done=5, end=40) == 9
+    assert reachable_epochs(2.0, 1.0, done=5, end=40) == 6  # at least one more
+    assert reachable_epochs(2.0, 900.0, done=5, end=40) == 40  # never later than planned
+
+
+@pytest.fixture(scope="module")
+def data():
+    return InMemory(*lesion_set(192, 0)), InMemory(*lesion_set(96, 1))
+
+
+def test_a_member_that_cannot_make_its_end_anneals_to_one_it_can_and_resumes_to_it(data):
+    """Each check sleeps a second, so an epoch costs about 1.1 s and 40 do not fit in 12 s."""
+    config: TrainConfig = FAST.model_copy(update={"epochs": 40, "checks": 40})
+    saved = {}
+
+    def slow_check(epoch, metrics, checkpoint):
+        saved[epoch] = checkpoint
+        time.sleep(1.0)
+
+    deadline = time.time() + 12
+    result = fit(config, *data, num_classes=2, on_check=slow_check, deadline=deadline)
+    assert result.stopped == "shortened"
+    assert 3 < len(result.epochs_run) < 40
+    assert result.history[-1]["learning_rate"] < 0.01 * config.learning_rate  # annealed, not cut
+    end = saved[result.epochs_run[-1]]["end_epochs"]
+    assert end == len(result.epochs_run)
+    rates = [h["learning_rate"] for h in result.history]
+    assert rates[-1] == min(rates)
+    # a member restarted after the end moved keeps the moved end and its schedule
+    restart = next(e for e in sorted(saved) if saved[e]["end_epochs"] == end)
+    resumed = fit(config, *data, num_classes=2, resume=saved[restart])
+    assert resumed.stopped == "shortened" and resumed.epochs_run[-1] == end - 1
+    assert np.isclose(resumed.history[-1]["learning_rate"], result.history[-1]["learning_rate"])
