@@ -135,7 +135,7 @@ class FitResult:
     top_auc: float = float("-inf")  # the highest smoothed validation AUC of any check
     best_state: dict | None = None
     epochs_run: list[int] = field(default_factory=list)
-    stopped: str = "running"  # then "completed", "early stopping" or "deadline"
+    stopped: str = "running"  # then "completed", "early stopping", "shortened" or "deadline"
 
 
 def _smoothed(recent: list[tuple[float, float]], window: int) -> tuple[float, float]:

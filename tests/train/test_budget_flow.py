@@ -32,7 +32,7 @@ def test_a_tight_budget_measures_speed_and_shortens_the_default_run(dataset):
     assert all(length.steps < config.train.min_steps and length.sized_by == "budget" for length in plan.lengths.values())
     for record in summary.members:
         assert record.planned_steps == plan.lengths[record.name].steps and record.steps_run <= record.planned_steps
-        assert record.stopped in ("completed", "early stopping", "deadline")
+        assert record.stopped in ("completed", "early stopping", "shortened", "deadline")
     assert storage.read_json(RunFolder(str(root / "tight")).plan) == plan.model_dump(mode="json")  # a rerun keeps it
 
 
