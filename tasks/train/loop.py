@@ -217,7 +217,7 @@ def fit(
         epoch_seconds.append(time.time() - trained)  # this epoch's steps and the check before them
         trained = time.time()
         late = deadline is not None and dist.mean(float(time.time() > deadline)) > 0  # DDP: every rank agrees
-        if deadline is not None and not late and (pace := recent_pace(epoch_seconds)) is not None:
+        if deadline is not None and not late and scheduler.past_peak and (pace := recent_pace(epoch_seconds)) is not None:
             # DDP: every rank moves its end by the same figures
             reach = reachable_epochs(dist.mean(pace), dist.mean(deadline - time.time()), epoch + 1, end)
             if reach < end:  # the schedule anneals to the epoch the member can still reach
@@ -245,10 +245,10 @@ def fit(
                    "seconds": time.time() - check_started, "precision": precision_name(autocast)}
         losses, check_started = [], time.time()
         result.history.append(metrics)
-        if late or (stale >= length.patience and epoch >= length.earliest_stop):
-            result.stopped = "deadline" if late else "early stopping"
-        elif epoch + 1 == end:
+        if epoch + 1 == end:  # its schedule's end, the planned or a moved one, even if a little late
             result.stopped = "completed" if end == length.epochs else "shortened"
+        elif late or (stale >= length.patience and epoch >= length.earliest_stop):
+            result.stopped = "deadline" if late else "early stopping"
         if on_check is not None:
             on_check(epoch, metrics, {
                 "epoch": epoch, "stale": stale, "best_auc": result.best_auc, "best_loss": result.best_loss, "top_auc": result.top_auc,
