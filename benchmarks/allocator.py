@@ -31,10 +31,9 @@ print(json.dumps([out[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1
 
 
 def seconds_per_step(arch: str, dims: int, batch: int, threads: int, env: dict[str, str]) -> tuple[float, float]:
-    """Seconds per step and the process's peak resident memory (MB)."""
+    """Seconds per step and the peak resident memory (MB) of a process started with ``env``."""
     code = PROBE.format(arch=arch, dims=dims, batch=batch, threads=threads)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     seconds, peak_mb = json.loads(done.stdout.strip().splitlines()[-1])
     return seconds, peak_mb
 
@@ -48,9 +47,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    plain = {k: v for k, v in os.environ.items() if k not in TRAINING_MALLOC}
-    os.environ.clear()
-    os.environ.update(plain)
+    plain = {k: v for k, v in os.environ.items() if k not in TRAINING_MALLOC}  # glibc's defaults
     print(f"settings: {TRAINING_MALLOC}; batch {args.batch}, {args.threads} thread(s), 28 px, medians of "
           f"{args.repeats}")
     print(f"{'network':<20}{'s/step: glibc default':>22}{'training malloc':>17}{'speed-up':>10}"
@@ -58,8 +55,9 @@ def main() -> None:
     for arch, dims in CASES:
         runs: dict[str, list[tuple[float, float]]] = {"default": [], "training": []}
         for _ in range(args.repeats):
-            runs["default"].append(seconds_per_step(arch, dims, args.batch, args.threads, {}))
-            runs["training"].append(seconds_per_step(arch, dims, args.batch, args.threads, TRAINING_MALLOC))
+            runs["default"].append(seconds_per_step(arch, dims, args.batch, args.threads, plain))
+            runs["training"].append(seconds_per_step(arch, dims, args.batch, args.threads,
+                                                     {**plain, **TRAINING_MALLOC}))
         (default, default_mb), (training, training_mb) = (
             (statistics.median(s for s, _ in runs[k]), statistics.median(m for _, m in runs[k])) for k in runs)
         print(f"{arch + f' {dims}-D':<20}{default:>22.3f}{training:>17.3f}{default / training:>9.2f}x"

@@ -53,17 +53,21 @@ def start_local_ray(**kwargs):
     return ray
 
 
+def environment(pid: int) -> dict[str, str] | None:
+    """A process's environment as it was started (None: it has exited)."""
+    try:
+        variables = open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    return dict(x.split("=", 1) for x in variables if "=" in x)
+
+
 def processes_with(title: str, variable: str) -> list[int]:
     """PIDs of the processes whose command line matches ``title`` and whose environment holds
     ``variable`` (``NAME=value``), e.g. the processes of one Ray session or of one Prefect home."""
-    found = []
-    for pid in subprocess.run(["pgrep", "-f", title], capture_output=True, text=True).stdout.split():
-        try:
-            if f"{variable}\0".encode() in open(f"/proc/{pid}/environ", "rb").read():
-                found.append(int(pid))
-        except OSError:  # it exited meanwhile
-            continue
-    return found
+    name, _, value = variable.partition("=")
+    pids = subprocess.run(["pgrep", "-f", title], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in pids if (environment(int(pid)) or {}).get(name) == value]
 
 
 def ray_processes(title: str) -> list[int]:

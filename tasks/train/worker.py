@@ -150,18 +150,13 @@ def gpus_available() -> bool:
 
 def train_member(job: TrainJob, storage_path: str, name: str, workers: int = 1, max_failures: int = 2,
                  placement_strategy: str = "PACK") -> ray.train.Result:
-    """Train one member on Ray; checkpoints go to ``storage_path/name`` (a path or ``s3://``)."""
-    return member_trainer(job, storage_path, name, workers, max_failures, placement_strategy).fit()
-
-
-def member_trainer(job: TrainJob, storage_path: str, name: str, workers: int = 1, max_failures: int = 2,
-                   placement_strategy: str = "PACK") -> TorchTrainer:
-    """The TorchTrainer of one member: ``workers`` DDP workers, started with the training malloc settings."""
+    """Train one member on Ray (its workers started with the training malloc settings); checkpoints go
+    to ``storage_path/name`` (a path or ``s3://``)."""
     # Ray Train's Prometheus metrics need the dashboard (off by default here) and cost CPU beside
     # training; RAY_TRAIN_METRICS_ENABLED=1 turns them back on
     os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
     use_gpu = gpus_available()
-    return TorchTrainer(
+    trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"job": job.model_dump()},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, placement_strategy=placement_strategy,
@@ -171,6 +166,7 @@ def member_trainer(job: TrainJob, storage_path: str, name: str, workers: int = 1
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              worker_runtime_env=training_runtime_env()),
     )
+    return trainer.fit()
 
 
 def checkpoint_state(result: ray.train.Result, run_folder: str) -> dict:

@@ -18,7 +18,7 @@ from tasks.train.allocator import TRAINING_MALLOC
 from tasks.train.budget import run_length
 from tasks.train.members import ClusterTooSmallError, check_room, train_members
 from tasks.train.worker import TrainJob, train_member
-from tests.conftest import ray_processes
+from tests.conftest import environment, ray_processes
 from tests.corpora import ingested_corpus
 
 CLASSES = ["abnormal", "normal"]
@@ -42,11 +42,8 @@ def _watch_worker_environments(found: dict[int, dict[str, str]], stop: threading
     """The malloc settings in each Ray Train worker's environment, read while the workers run."""
     while not stop.is_set():
         for pid in ray_processes("RayTrainWorker"):
-            try:
-                variables = open(f"/proc/{pid}/environ", "rb").read().decode().split("\0")
-            except OSError:  # it exited meanwhile
-                continue
-            found[pid] = {k: v for k, _, v in (x.partition("=") for x in variables) if k in TRAINING_MALLOC}
+            if (variables := environment(pid)) is not None:  # None: it exited meanwhile
+                found[pid] = {k: v for k, v in variables.items() if k in TRAINING_MALLOC}
         time.sleep(0.2)
 
 
