@@ -1,5 +1,5 @@
 """The per-worker training loop: plain ``train_epoch`` / ``predict_proba`` functions and ``fit``, which
-runs with or without Ray (Ray Train only adds the distributed touch points, marked ``# DDP``).
+runs with or without Ray (a ``Distributed`` adds the DDP touch points, marked ``# DDP``).
 
 A member trains for a ``RunLength`` (tasks/train/budget.py) under a one-cycle learning-rate schedule
 that spans exactly that run, is checked on validation every few epochs (optionally through an
@@ -23,6 +23,7 @@ from tasks.model.architectures import build_model
 from tasks.model.config import TrainConfig
 from tasks.train.augment import Augmenter
 from tasks.train.budget import PEAK_AT, RunLength, run_length
+from tasks.train.distributed import Distributed
 from tasks.train.precision import autocast_dtype, channels_last, grad_scaler, precision_name, to_layout
 from tasks.train.schedule import Cycle, reachable_epochs, recent_pace
 from tasks.train.weights import WeightAverage, average_decay, load_initial_weights, unwrap
@@ -108,22 +109,6 @@ def _better(val_auc: float, val_loss: float, result: FitResult, tolerance: float
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return to_layout(x.to(device, non_blocking=True))
-
-
-class Distributed:
-    """DDP touch points; this base class is the single-process identity (subclassed for Ray Train)."""
-
-    rank, world = 0, 1
-
-    def wrap_model(self, model: nn.Module) -> nn.Module:
-        return model
-
-    def gather(self, scored: Scored) -> Scored:
-        """Every rank's rows (each rank scored its own share of validation)."""
-        return scored
-
-    def mean(self, value: float) -> float:
-        return value
 
 
 @dataclass

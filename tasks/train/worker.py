@@ -14,7 +14,6 @@ import numpy as np
 import ray
 import ray.train
 import torch
-import torch.distributed as torch_dist
 from pydantic import BaseModel, Field
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, prepare_model
@@ -25,41 +24,22 @@ from tasks.model.config import TrainConfig
 from tasks.train.allocator import training_runtime_env
 from tasks.train.boosting import BoostingStep
 from tasks.train.budget import RunLength
-from tasks.train.loop import Distributed, Scored, fit
+from tasks.train.distributed import ProcessGroup
+from tasks.train.loop import fit
 
 CHECKPOINT_FILE = "state.pt"
 
 
-class RayDistributed(Distributed):
-    """DDP through Ray Train: model wrapped, predictions gathered from every worker (each reads its own share)."""
+class RayDistributed(ProcessGroup):
+    """DDP through Ray Train: its process group, its device, its model wrapping."""
 
     def __init__(self) -> None:
-        self.rank = ray.train.get_context().get_world_rank()
-        self.world = ray.train.get_context().get_world_size()
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
 
     def wrap_model(self, model):
         return prepare_model(model) if self.world > 1 else model
-
-    def gather(self, scored: Scored) -> Scored:
-        if self.world == 1:
-            return scored
-        parts = self.all_objects(scored)
-        return Scored(np.concatenate([p.probs for p in parts]), np.concatenate([p.labels for p in parts]))
-
-    def all_objects(self, value) -> list:
-        """``value`` from every worker, in rank order."""
-        if self.world == 1:
-            return [value]
-        parts: list = [None] * self.world
-        torch_dist.all_gather_object(parts, value)
-        return parts
-
-    def mean(self, value):
-        if self.world == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64)
-        torch_dist.all_reduce(tensor)
-        return float(tensor) / self.world
 
 
 def latest_checkpoint(run_folder: str) -> dict | None:
