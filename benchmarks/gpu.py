@@ -152,7 +152,35 @@ def throughput_part(device: torch.device, quick: bool) -> None:
               f"{rates['auto']['loader'] / rates['float32']['loader']:.2f}x with the loader\n")
 
 
-PARTS = {"throughput": throughput_part, "fit": fit_part, "ddp": ddp_part}
+def nccl_part(device: torch.device, quick: bool) -> None:
+    """One NCCL rank: which tensors its collectives take (Ray Train's GPU workers use NCCL)."""
+    import torch.distributed as torch_dist
+
+    from tasks.train.distributed import ProcessGroup
+
+    if device.type != "cuda":
+        print("NCCL: no CUDA device")
+        return
+    torch_dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
+                                  device_id=device)
+    try:
+        for where in ("cpu", "cuda"):
+            tensor = torch.ones(1, dtype=torch.float64, device=where)
+            try:
+                torch_dist.all_reduce(tensor)
+                print(f"NCCL all_reduce of a {where} tensor: works")
+            except Exception as error:  # noqa: BLE001
+                print(f"NCCL all_reduce of a {where} tensor: {type(error).__name__}: {str(error).splitlines()[0][:150]}")
+        group = ProcessGroup(device)
+        group.world = 2  # as if a second rank: the collectives run, with this rank's value alone
+        parts: list = [None]
+        torch_dist.all_gather_object(parts, {"rank": 0})
+        print(f"NCCL all_gather_object: {parts}; ProcessGroup.mean's reduce on {device}: {group.mean(3.0) * 2:.1f}")
+    finally:
+        torch_dist.destroy_process_group()
+
+
+PARTS = {"throughput": throughput_part, "fit": fit_part, "ddp": ddp_part, "nccl": nccl_part}
 
 
 def main() -> None:
