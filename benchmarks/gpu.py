@@ -161,6 +161,7 @@ def nccl_part(device: torch.device, quick: bool) -> None:
     if device.type != "cuda":
         print("NCCL: no CUDA device")
         return
+    device = torch.device("cuda", torch.cuda.current_device())
     torch_dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
                                   device_id=device)
     try:

@@ -34,7 +34,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.pneumonia import DEFAULT_DATA, load, write_corpus, write_labels  # noqa: E402
 
 
 class PixelDataset(Dataset):
@@ -98,6 +97,7 @@ def compare(args: argparse.Namespace) -> None:
     from flows.startup import environment_defaults
 
     environment_defaults()
+    from benchmarks.pneumonia import DEFAULT_DATA, load, write_corpus, write_labels  # the DICOM writer: not on a GPU box
     from flows.ingest import IngestParams, ingest_flow
     from flows.startup import start_services
     from flows.train import TrainParams, train_flow
@@ -107,7 +107,7 @@ def compare(args: argparse.Namespace) -> None:
 
     work = tempfile.mkdtemp(prefix="medflow-train-bench-")
     atexit.register(shutil.rmtree, work, True)
-    images, labels, splits = load(args.data, None)
+    images, labels, splits = load(args.data or DEFAULT_DATA, None)
     keep = [i for i, s in enumerate(splits) if s in ("train", "val")]
     rows = write_corpus(os.path.join(work, "source"), images[keep], labels[keep], [splits[i] for i in keep], 28)
     write_labels(os.path.join(work, "source", "labels.csv"), rows)
@@ -189,7 +189,7 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--data", help="PneumoniaMNIST .npz (default: ../shared/data/pneumoniamnist.npz)")
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)

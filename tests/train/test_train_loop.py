@@ -76,18 +76,18 @@ def test_validation_without_a_class_stops_on_loss(data):
     assert result.best_loss == min(h["val_loss"] for h in result.history)
 
 
-@pytest.mark.parametrize("args", [["--size", "32"], ["--size", "16", "--dims", "3", "--model", "seed_cnn"]])
-def test_the_gpu_throughput_benchmark_runs_without_ray_prefect_or_deltalake(args):
-    """The GPU machine has torch but not Ray, Prefect or deltalake: the per-worker loop (2-D and 3-D)
-    must not need them."""
+def test_the_gpu_benchmark_runs_without_ray_prefect_deltalake_or_the_dicom_writer():
+    """The GPU machine has torch but not Ray, Prefect, deltalake or imagecodecs: the per-worker loop's
+    throughput and ``fit`` (2-D and 3-D) must not need them (DDP's ranks are tested in test_distributed)."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    blocked = ["ray", "prefect", "deltalake", "s3fs", "boto3", "moto"]
-    argv = ["train.py", "--throughput", *args, "--batch", "8", "--steps", "2", "--loader-workers", "0"]
+    blocked = ["ray", "prefect", "deltalake", "s3fs", "boto3", "moto", "imagecodecs"]
+    argv = ["gpu.py", "--quick", "--parts", "throughput,fit"]
     code = (f"import runpy, sys; sys.modules.update(dict.fromkeys({blocked!r})); sys.argv = {argv!r};"
-            "runpy.run_path('benchmarks/train.py', run_name='__main__')")
+            "runpy.run_path('benchmarks/gpu.py', run_name='__main__')")
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "compute only" in done.stdout and "img/s" in done.stdout
+    assert done.stdout.count("default arithmetic / float32") == 2 and "volumes" in done.stdout  # 2-D and 3-D
+    assert "fit 2-D" in done.stdout and "fit 3-D" in done.stdout and done.stdout.count("stopped completed") == 2
 
 
 def test_a_run_sized_in_steps_checks_a_few_times_and_keeps_the_averaged_weights(data):
