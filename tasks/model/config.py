@@ -125,6 +125,17 @@ class MemberPlan(BaseModel):
     seed: int
 
 
+# the defaults that depend on the dataset's kind (2: images, 3: volumes), chosen on validation (README,
+# "How the defaults were chosen"). Volumes: a network that convolves in 3-D at full resolution costs
+# 5-10x a 2-D one a step on a CPU without bfloat16 units and was still learning after 30 minutes,
+# while the cheap 2.5-D and strided 3-D members kept learning for more steps than a 1500-step run
+# gives them: two members, each filling its lane of the budget
+KIND_DEFAULTS: dict[int, dict] = {
+    2: {"architectures": ["resnet18_small", "seed_cnn"], "max_members": 8},
+    3: {"architectures": ["resnet18_slices", "seed_cnn_strided"], "max_members": 2},
+}
+
+
 class EnsembleConfig(BaseModel):
     """An ensemble: members (sized to the budget unless ``members`` is given), architectures taken in
     turn, each member with its own seed; independent, bagged, or boosted in sequence."""
@@ -132,9 +143,10 @@ class EnsembleConfig(BaseModel):
     members: int | None = Field(None, ge=1, description="ensemble size (default: as many as the budget allows, "
                                 "from min_members to max_members)")
     min_members: int = Field(2, ge=1)
-    max_members: int = Field(8, ge=1)
-    architectures: list[str] = Field(default_factory=lambda: ["resnet18_small", "seed_cnn"],
-                                     description="taken in turn by the members")
+    max_members: int | None = Field(None, ge=1, description="default: the dataset kind's (KIND_DEFAULTS): 8 for "
+                                    "images, 2 for volumes")
+    architectures: list[str] | None = Field(None, description="taken in turn by the members (default: the dataset "
+                                            "kind's, KIND_DEFAULTS)")
     bagging: bool = Field(False, description="each member trains on a bootstrap resample of the training split")
     boosting: bool = Field(False, description="members train in sequence, each on the training split resampled "
                            "towards what the ones before got wrong (SAMME); combined with the fitted weights")
@@ -150,22 +162,38 @@ class EnsembleConfig(BaseModel):
 
     @field_validator("architectures")
     @classmethod
-    def known_architectures(cls, names: list[str]) -> list[str]:
-        return known_names(names, ARCHITECTURES, lambda unknown: f"unknown architecture(s) {unknown}; choose from {sorted(ARCHITECTURES)}")
+    def known_architectures(cls, names: list[str] | None) -> list[str] | None:
+        return names if names is None else known_names(
+            names, ARCHITECTURES, lambda unknown: f"unknown architecture(s) {unknown}; choose from {sorted(ARCHITECTURES)}")
 
     @model_validator(mode="after")
     def consistent(self) -> EnsembleConfig:
         if self.bagging and self.boosting:
             raise ValueError("bagging and boosting exclude each other: choose one")
-        if self.min_members > self.max_members:
+        if self.max_members is not None and self.min_members > self.max_members:
             raise ValueError(f"min_members ({self.min_members}) is above max_members ({self.max_members})")
         return self
 
+    def for_dims(self, dims: int) -> EnsembleConfig:
+        """This config for a dataset of images (``dims`` 2) or volumes (3): the kind's defaults
+        (``KIND_DEFAULTS``) where the config leaves a field unset."""
+        update = {key: value for key, value in KIND_DEFAULTS[dims].items() if getattr(self, key) is None}
+        if "max_members" in update:
+            update["max_members"] = max(update["max_members"], self.min_members)
+        return self.model_copy(update=update) if update else self
+
+    @property
+    def most_members(self) -> int:
+        """``max_members``; unset, the images' default (``for_dims`` gives a volume dataset's)."""
+        return self.max_members or KIND_DEFAULTS[2]["max_members"]
+
     def plans(self, count: int | None = None) -> list[MemberPlan]:
-        """``count`` members (default ``members``, else ``max_members``)."""
-        count = count or self.members or self.max_members
-        return [MemberPlan(name=f"member-{i}", architecture=self.architectures[i % len(self.architectures)],
-                           seed=self.seed + i) for i in range(count)]
+        """``count`` members (default ``members``, else ``most_members``); without configured
+        architectures, the images' defaults (``for_dims`` gives a volume dataset's)."""
+        count = count or self.members or self.most_members
+        names = self.architectures or KIND_DEFAULTS[2]["architectures"]
+        return [MemberPlan(name=f"member-{i}", architecture=names[i % len(names)], seed=self.seed + i)
+                for i in range(count)]
 
     def member_config(self, plan: MemberPlan) -> TrainConfig:
         return self.train.model_copy(update={"model": plan.architecture, "seed": plan.seed})

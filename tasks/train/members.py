@@ -206,6 +206,7 @@ def train_members(info: RunInfo, config: EnsembleConfig,
     cluster has room (Ray queues the rest), or one after another when boosting. The budget's
     deadline counts from this call (a resumed attempt gets the budget again)."""
     started = time.time()
+    config = config.for_dims(info.dims)
     ensure_ray()
     check_room(config)
     plan = make_plan(info, config)

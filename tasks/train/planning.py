@@ -21,7 +21,7 @@ from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan, Precis
 from tasks.train.augment import Augmenter
 from tasks.train.budget import RunLength, run_length
 from tasks.train.loop import train_epoch
-from tasks.train.precision import autocast_dtype, channels_last, grad_scaler
+from tasks.train.precision import autocast_dtype, grad_scaler, layout_of
 
 # a member's wall time beyond its steps (worker group, dataset index, export), measured on the 2-core
 # reference machine
@@ -67,8 +67,8 @@ def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int
     """Wall time of one optimizer step (the training loop's ``train_epoch``: forward, backward, AdamW,
     in its arithmetic and layout) on one batch of random data, after two warm-up steps."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model: nn.Module = build_model(architecture, num_classes, image_size, dims).to(device).to(
-        memory_format=channels_last(dims))
+    model: nn.Module = build_model(architecture, num_classes, image_size, dims).to(device)
+    model = model.to(memory_format=layout_of(model))
     optimizer = torch.optim.AdamW(model.parameters())
     autocast = autocast_dtype(precision, device)
     scaler, loss_fn = grad_scaler(autocast, device), nn.CrossEntropyLoss()
@@ -106,7 +106,7 @@ def pretrain_seconds(config: EnsembleConfig, seconds_per_step: dict[str, float],
         return 0.0
     scale = 2 * config.pretrain.batch_size / config.train.batch_size
     per_arch = [STARTUP_SECONDS + config.pretrain.steps * step_cost(seconds_per_step[a] * scale, augment_seconds * scale)
-                for a in sorted(set(config.architectures))]
+                for a in sorted({p.architecture for p in config.plans()})]
     return _makespan(per_arch, slots)
 
 
@@ -121,8 +121,8 @@ def _makespan(seconds: list[float], slots: int) -> float:
 def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, slots: int,
                   seconds_per_step: dict[str, float] | None = None, augment_seconds: float = 0.0) -> EnsemblePlan:
     """Members and their schedules. Without a budget (or without measured speeds) the config's
-    members (default ``max_members``) train for their configured length. With one, the most members
-    up to ``max_members`` whose default runs fit; when no more than ``min_members`` do, those train
+    members (default ``most_members``) train for their configured length. With one, the most members
+    up to ``most_members`` whose default runs fit; when no more than ``min_members`` do, those train
     for their lane's whole share of the budget instead of their default length (a slow architecture
     for fewer steps, a fast one for more). Explicit ``members`` and ``train.epochs``/``steps`` are kept."""
     slots = 1 if config.boosting else max(1, slots)
@@ -130,7 +130,7 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     explicit_length = bool(train.epochs or train.steps)
     budget = train.budget_minutes * 60 if train.budget_minutes else None
     if budget is None or not seconds_per_step:
-        plans = config.plans(config.members or config.max_members)
+        plans = config.plans(config.members or config.most_members)
         return EnsemblePlan(members=plans, slots=slots, sized_by="config" if config.members else "default",
                             lengths={p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans})
     pretraining = pretrain_seconds(config, seconds_per_step, slots, augment_seconds)
@@ -163,11 +163,11 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
         return {p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans}
 
     if explicit_length:
-        plans = config.plans(config.members or config.max_members)
+        plans = config.plans(config.members or config.most_members)
         return plan(plans, default_lengths(plans), "config" if config.members else "default")
     # the most members whose default runs fit; the fewest (or those asked for, when they do not fit)
     # train for their lane's whole share of the budget instead: the rest of it is theirs
-    counts = [config.members] if config.members else range(config.max_members, config.min_members, -1)
+    counts = [config.members] if config.members else range(config.most_members, config.min_members, -1)
     for count in counts:
         plans = config.plans(count)
         if _makespan([seconds(p, steps_of(p)) for p in plans], slots) <= available:

@@ -43,6 +43,12 @@ def channels_last(dims: int) -> torch.memory_format:
     return torch.channels_last_3d if dims == 3 else torch.channels_last
 
 
+def layout_of(model: torch.nn.Module) -> torch.memory_format:
+    """The channels-last layout of a network's weights: NDHWC if it convolves in 3-D, else NHWC (a 2-D
+    network, including one that reads a volume's slices as channels)."""
+    return torch.channels_last_3d if any(isinstance(m, torch.nn.Conv3d) for m in model.modules()) else torch.channels_last
+
+
 def to_layout(x: torch.Tensor) -> torch.Tensor:
     """A batch (N, C, spatial...) in the channels-last layout."""
     return x.contiguous(memory_format=channels_last(x.dim() - 2)) if x.dim() in (4, 5) else x

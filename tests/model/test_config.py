@@ -5,15 +5,27 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tasks.model.config import EnsembleConfig, load_config
+from tasks.model.config import KIND_DEFAULTS, EnsembleConfig, load_config
 
 
 def test_defaults_without_a_file():
     config = load_config(None)
     assert config == EnsembleConfig()
     assert config.members is None  # sized to the budget, at most max_members
-    assert [p.name for p in config.plans()] == [f"member-{i}" for i in range(config.max_members)]
+    assert [p.name for p in config.plans()] == [f"member-{i}" for i in range(config.most_members)]
     assert [p.name for p in config.plans(2)] == ["member-0", "member-1"]
+
+
+def test_the_dataset_kind_picks_the_defaults_it_leaves_unset_and_configured_ones_are_kept():
+    images, volumes = EnsembleConfig().for_dims(2), EnsembleConfig().for_dims(3)
+    assert [p.architecture for p in images.plans(3)] == ["resnet18_small", "seed_cnn", "resnet18_small"]
+    assert images.most_members == 8 and volumes.most_members == 2
+    assert [p.architecture for p in volumes.plans()] == KIND_DEFAULTS[3]["architectures"] == ["resnet18_slices", "seed_cnn_strided"]
+    assert EnsembleConfig().plans() == images.plans()  # unresolved: the images' defaults
+    chosen = EnsembleConfig(architectures=["resnet18"], max_members=4)
+    assert chosen.for_dims(3) is chosen and {p.architecture for p in chosen.for_dims(3).plans()} == {"resnet18"}
+    assert EnsembleConfig(min_members=3).for_dims(3).most_members == 3  # never below min_members
+    assert EnsembleConfig(architectures=["seed_cnn"]).for_dims(3).most_members == 2
 
 
 def test_yaml_then_flags_override_it(tmp_path):

@@ -35,16 +35,16 @@ def test_explicit_epochs_and_steps_override_the_sizing():
 def test_without_a_budget_the_plan_is_the_config():
     config = EnsembleConfig(train=TrainConfig(budget_minutes=None))
     plan = plan_ensemble(config, steps_per_epoch=100, val_rows=500, slots=2)
-    assert len(plan.members) == config.max_members and plan.sized_by == "default" and plan.train_seconds is None
+    assert len(plan.members) == config.most_members and plan.sized_by == "default" and plan.train_seconds is None
 
 
 def test_the_budget_picks_the_most_members_that_fit_then_shortens_them():
     config = EnsembleConfig(train=TrainConfig(budget_minutes=30))
     fast = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.01, "seed_cnn": 0.01})
-    assert len(fast.members) == config.max_members and fast.sized_by == "default"
+    assert len(fast.members) == config.most_members and fast.sized_by == "default"
     assert fast.estimated_seconds <= fast.train_seconds == 1800 - evaluation_reserve(1800)
     medium = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.15, "seed_cnn": 0.15})
-    assert config.min_members < len(medium.members) < config.max_members and medium.estimated_seconds <= medium.train_seconds
+    assert config.min_members < len(medium.members) < config.most_members and medium.estimated_seconds <= medium.train_seconds
     slow = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 2.0, "seed_cnn": 2.0})
     assert len(slow.members) == config.min_members and slow.sized_by == "budget"
     assert all(length.sized_by == "budget" and length.steps < config.train.min_steps for length in slow.lengths.values())

@@ -1,5 +1,6 @@
-"""Volumes through the real flows: a 3-D member learns on Ray Train with 2 DDP workers, evaluation
-reports it (with mid-slice montages), and predict gives one row per series, from s3:// (moto)."""
+"""Volumes through the real flows: a member of the volumes' default architecture (2-D convolutions
+over the slices) learns on Ray Train with 2 DDP workers, evaluation reports it (with mid-slice
+montages), and predict gives one row per series, from s3:// (moto)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ from flows.train import TrainParams, train_flow
 from medflow import synthetic, synthetic_series
 from tasks.core import storage
 from tasks.model import store as model_store
-from tasks.model.config import EnsembleConfig
+from tasks.model.config import KIND_DEFAULTS, EnsembleConfig
 from tests.core.test_s3 import upload
 from tests.corpora import read_csv
 
 CONFIG = EnsembleConfig.model_validate({
-    "members": 1, "workers": 2, "architectures": ["seed_cnn"],
+    "members": 1, "workers": 2,  # the architecture: the volumes' default
     "train": {"epochs": 12, "batch_size": 8, "learning_rate": 3e-3},
     "evaluation": {"bootstrap_resamples": 100},
 })
@@ -43,11 +44,12 @@ def volume_run(tmp_path_factory, ray_local):
     return root, labels, train, summary, result
 
 
-def test_a_3d_member_learns_on_two_ddp_workers(volume_run):
+def test_a_volume_member_of_the_default_architecture_learns_on_two_ddp_workers(volume_run):
     root, _, train, summary, _ = volume_run
     card = model_store.load_card(str(root / "run" / "model"))
     assert (card.preprocessing.kind, card.preprocessing.image_size) == ("volume3d", 16)
     record = json.loads((root / "run" / "model" / "members" / "member-0.json").read_text())
+    assert record["architecture"] == KIND_DEFAULTS[3]["architectures"][0] == "resnet18_slices"
     assert len(record["worker_nodes"]) == 2 and record["epochs_run"] == 12
     losses = [h["train_loss"] for h in record["history"]]
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
