@@ -132,8 +132,8 @@ def demo(args: argparse.Namespace) -> int:
                                 size=48, depth=24, contrast=0.15)
         else:
             write_corpus(source, n_patients=args.patients, images_per_patient=args.images_per_patient, contrast=0.12)
-    if args.volumes:  # 3-D networks cost tens of times more: small volumes, two light members
-        size, members = 24, {"members": 2, "architectures": ["seed_cnn", "resnet18_small"], "train": {"epochs": args.epochs or 15}}
+    if args.volumes:  # small volumes; the volumes' default networks (resnet18_slices, seed_cnn_strided)
+        size, members = 24, {"members": 2, "train": {"epochs": args.epochs or 15}}
     else:
         size, members = 64, {"members": 3, "architectures": ["seed_cnn", "resnet18"], "train": {"epochs": args.epochs or 10}}
     params = PipelineParams(
