@@ -109,7 +109,7 @@ def test_demo_on_volumes(tmp_cwd, ray_local, capfd):
     assert main(["demo", "--volumes", "--patients", "12", "--epochs", "2"]) == 0
     out = capfd.readouterr().out
     assert "writing a synthetic DICOM CT series corpus" in out and "volumes 24x24x24" in out and "added 24" in out
-    assert "member-1 (resnet18_small, seed 1)" in out and "test: AUC" in out
+    assert "member-1 (seed_cnn_strided, seed 1)" in out and "test: AUC" in out
     report = out.split("report: ", 1)[1].split()[0]
     assert os.path.exists(report) and os.path.exists(tmp_cwd / "medflow-demo-volumes" / "runs")
     assert "montage_test.png" in open(report).read()

@@ -31,16 +31,16 @@ def test_an_unknown_precision_is_refused():
 
 
 def test_a_bfloat16_member_learns_keeps_float32_weights_and_records_its_arithmetic(data):  # noqa: F811
+    """Two epochs (the task is learned in one): bfloat16 is emulated, 10x slower, on CPUs without its units."""
     torch.set_num_threads(2)
-    low = fit(FAST.model_copy(update={"precision": "bfloat16"}), *data, num_classes=2)
+    low = fit(FAST.model_copy(update={"precision": "bfloat16", "epochs": 2}), *data, num_classes=2)
     assert low.best_auc > 0.9
     assert {h["precision"] for h in low.history} == {"bfloat16"}
     assert all(v.dtype == torch.float32 for v in low.best_state.values() if v.dtype.is_floating_point)
-    full = fit(FAST.model_copy(update={"precision": "float32", "epochs": 1}), *data, num_classes=2)
-    first = fit(FAST.model_copy(update={"precision": "bfloat16", "epochs": 1}), *data, num_classes=2)
+    full = fit(FAST.model_copy(update={"precision": "float32", "epochs": 2}), *data, num_classes=2)
     assert full.history[0]["precision"] == "float32"
     some = next(k for k, v in full.best_state.items() if v.dtype.is_floating_point)
-    assert not torch.equal(full.best_state[some], first.best_state[some])  # the arithmetic really differs
+    assert not torch.equal(full.best_state[some], low.best_state[some])  # the arithmetic really differs
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
