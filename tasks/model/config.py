@@ -127,9 +127,9 @@ class MemberPlan(BaseModel):
 
 # the defaults that depend on the dataset's kind (2: images, 3: volumes), chosen on validation (README,
 # "How the defaults were chosen"). Volumes: a network that convolves in 3-D at full resolution costs
-# 5-10x a 2-D one a step on a CPU without bfloat16 units and was still learning after 30 minutes,
-# while the cheap 2.5-D and strided 3-D members kept learning for more steps than a 1500-step run
-# gives them: two members, each filling its lane of the budget
+# 10-14x the cheap ones a step on a CPU without bfloat16 units and was still learning after 30
+# minutes, while the cheap 2.5-D and strided 3-D members kept gaining beyond a 1500-step run: two
+# members, each filling its lane of the budget
 KIND_DEFAULTS: dict[int, dict] = {
     2: {"architectures": ["resnet18_small", "seed_cnn"], "max_members": 8},
     3: {"architectures": ["resnet18_slices", "seed_cnn_strided"], "max_members": 2},
