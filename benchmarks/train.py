@@ -147,7 +147,7 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
     from tasks.model.config import AugmentConfig
     from tasks.train.augment import Augmenter
     from tasks.train.loop import train_epoch
-    from tasks.train.precision import autocast_dtype, grad_scaler, layout_of, precision_name
+    from tasks.train.precision import autocast_dtype, grad_scaler, in_layout, precision_name
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(args.threads)
@@ -157,8 +157,7 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
     samples = InMemory(rng.integers(0, 256, (n, *shape), dtype=np.uint8), rng.integers(0, 2, n))
     loader = samples.loader(Share(epoch=0, rank=0, world=1, train=True), args.batch, 0, partial(Augmenter, AugmentConfig()),
                             args.loader_workers, pin_memory=device.type == "cuda")
-    model = build_model(args.model, 2, args.size, args.dims).to(device)
-    model = model.to(memory_format=layout_of(model))
+    model = in_layout(build_model(args.model, 2, args.size, args.dims).to(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     autocast = autocast_dtype(args.precision, device)
     scaler = grad_scaler(autocast, device)

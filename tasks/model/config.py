@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from copy import copy
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -177,7 +178,7 @@ class EnsembleConfig(BaseModel):
     def for_dims(self, dims: int) -> EnsembleConfig:
         """This config for a dataset of images (``dims`` 2) or volumes (3): the kind's defaults
         (``KIND_DEFAULTS``) where the config leaves a field unset."""
-        update = {key: value for key, value in KIND_DEFAULTS[dims].items() if getattr(self, key) is None}
+        update = {key: copy(value) for key, value in KIND_DEFAULTS[dims].items() if getattr(self, key) is None}
         if "max_members" in update:
             update["max_members"] = max(update["max_members"], self.min_members)
         return self.model_copy(update=update) if update else self
@@ -185,15 +186,19 @@ class EnsembleConfig(BaseModel):
     @property
     def most_members(self) -> int:
         """``max_members``; unset, the images' default (``for_dims`` gives a volume dataset's)."""
-        return self.max_members or KIND_DEFAULTS[2]["max_members"]
+        return self.for_dims(2).max_members
 
     def plans(self, count: int | None = None) -> list[MemberPlan]:
         """``count`` members (default ``members``, else ``most_members``); without configured
         architectures, the images' defaults (``for_dims`` gives a volume dataset's)."""
         count = count or self.members or self.most_members
-        names = self.architectures or KIND_DEFAULTS[2]["architectures"]
+        names = self.for_dims(2).architectures
         return [MemberPlan(name=f"member-{i}", architecture=names[i % len(names)], seed=self.seed + i)
                 for i in range(count)]
+
+    def member_architectures(self) -> list[str]:
+        """The architectures the default members (``plans()``) train, each once, sorted."""
+        return sorted({p.architecture for p in self.plans()})
 
     def member_config(self, plan: MemberPlan) -> TrainConfig:
         return self.train.model_copy(update={"model": plan.architecture, "seed": plan.seed})

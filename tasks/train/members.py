@@ -184,7 +184,7 @@ def make_plan(info: RunInfo, config: EnsembleConfig) -> EnsemblePlan:
     per_epoch = steps_per_epoch(sizes.get("train", 0), train.batch_size, config.workers, loader_workers)
     speeds, augment_seconds = None, 0.0
     if train.budget_minutes and not (config.members and (train.epochs or train.steps)):
-        archs = sorted({p.architecture for p in config.plans()})
+        archs = config.member_architectures()
         options = {"num_cpus": config.cpus_per_worker, "num_gpus": 1 if use_gpu else 0,
                    "runtime_env": training_runtime_env()}  # measured as the members will run
         refs = [_speed.options(**options).remote(a, info.image_size, train.batch_size, len(info.classes),

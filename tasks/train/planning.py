@@ -21,7 +21,7 @@ from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan, Precis
 from tasks.train.augment import Augmenter
 from tasks.train.budget import RunLength, run_length
 from tasks.train.loop import train_epoch
-from tasks.train.precision import autocast_dtype, grad_scaler, layout_of
+from tasks.train.precision import autocast_dtype, grad_scaler, in_layout
 
 # a member's wall time beyond its steps (worker group, dataset index, export), measured on the 2-core
 # reference machine
@@ -67,8 +67,7 @@ def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int
     """Wall time of one optimizer step (the training loop's ``train_epoch``: forward, backward, AdamW,
     in its arithmetic and layout) on one batch of random data, after two warm-up steps."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model: nn.Module = build_model(architecture, num_classes, image_size, dims).to(device)
-    model = model.to(memory_format=layout_of(model))
+    model: nn.Module = in_layout(build_model(architecture, num_classes, image_size, dims).to(device))
     optimizer = torch.optim.AdamW(model.parameters())
     autocast = autocast_dtype(precision, device)
     scaler, loss_fn = grad_scaler(autocast, device), nn.CrossEntropyLoss()
@@ -106,7 +105,7 @@ def pretrain_seconds(config: EnsembleConfig, seconds_per_step: dict[str, float],
         return 0.0
     scale = 2 * config.pretrain.batch_size / config.train.batch_size
     per_arch = [STARTUP_SECONDS + config.pretrain.steps * step_cost(seconds_per_step[a] * scale, augment_seconds * scale)
-                for a in sorted({p.architecture for p in config.plans()})]
+                for a in config.member_architectures()]
     return _makespan(per_arch, slots)
 
 

@@ -43,10 +43,11 @@ def channels_last(dims: int) -> torch.memory_format:
     return torch.channels_last_3d if dims == 3 else torch.channels_last
 
 
-def layout_of(model: torch.nn.Module) -> torch.memory_format:
-    """The channels-last layout of a network's weights: NDHWC if it convolves in 3-D, else NHWC (a 2-D
-    network, including one that reads a volume's slices as channels)."""
-    return torch.channels_last_3d if any(isinstance(m, torch.nn.Conv3d) for m in model.modules()) else torch.channels_last
+def in_layout(model: torch.nn.Module) -> torch.nn.Module:
+    """The network with its weights channels-last in the layout of its convolutions: NDHWC if it
+    convolves in 3-D, else NHWC (a 2-D network, including one that reads a volume's slices as channels)."""
+    conv3d = any(isinstance(m, torch.nn.Conv3d) for m in model.modules())
+    return model.to(memory_format=torch.channels_last_3d if conv3d else torch.channels_last)
 
 
 def to_layout(x: torch.Tensor) -> torch.Tensor:
