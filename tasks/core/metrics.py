@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score, roc_curve
-from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
 ECE_BINS = 10
 POINT_METRICS = ("auc", "brier", "ece")
@@ -68,6 +67,9 @@ def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _ece(probs: np.ndarray, labels: np.ndarray, positive: int) -> float:
+    # imported here: a training worker scores AUC and loss only, and torchmetrics takes 0.7 s to import
+    from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
+
     p, y = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32)), torch.from_numpy(labels)
     if probs.shape[1] == 2:
         return float(binary_calibration_error(p[:, positive].contiguous(), (y == positive).long(), n_bins=ECE_BINS))

@@ -11,7 +11,10 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from tasks.core import storage
 from tasks.model.architectures import ARCHITECTURES
-from tasks.model.ensemble import COMBINERS
+
+# the ensemble's combiners (tasks/model/ensemble.py); also the tie-break order: simplest first. Named here so that
+# a training worker reads its config without importing the ensemble's fitting (scikit-learn, SciPy)
+COMBINERS = ("mean", "weighted", "stacking", "vote", "boosted")
 
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 

@@ -21,8 +21,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 
 from tasks.core import metrics
+from tasks.model.config import COMBINERS
 
-COMBINERS = ("mean", "weighted", "stacking", "vote", "boosted")  # also the tie-break order: simplest first
 EPS = 1e-7
 
 
