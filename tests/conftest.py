@@ -175,3 +175,13 @@ def flow_runs(flow_name: str) -> list:
             return await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), limit=200)
 
     return asyncio.run(read())
+
+
+END_TO_END = ("tests/train/", "tests/flows/")  # the files of whole runs: a minute or two each
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end files first, the quick ones after: ``make test`` hands whole files to its two
+    processes in this order, so the last files handed out are short and neither process ends long
+    after the other (the order within a file is kept)."""
+    items.sort(key=lambda item: not any(part in item.nodeid for part in END_TO_END))
