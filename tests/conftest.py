@@ -177,7 +177,7 @@ def flow_runs(flow_name: str) -> list:
     return asyncio.run(read())
 
 
-END_TO_END = ("tests/train/", "tests/flows/")  # the files of whole runs: a minute or two each
+END_TO_END = ("tests/train/", "tests/flows/", "tests/core/test_worker_crashes.py")  # whole runs: a minute or two a file
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
