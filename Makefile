@@ -30,7 +30,7 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q --durations=20 -n 2 --dist loadfile -m "not alone"
-	$(PY) -m pytest -q --durations=5 -m alone
+	$(PY) -m pytest -q --durations=5 -n 2 --dist loadfile -m alone
 
 bench: $(STAMP)
 	$(PY) benchmarks/ingest.py

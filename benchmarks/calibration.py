@@ -18,7 +18,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from tasks.core import metrics
 from tasks.data.samples import Streamed
 from tasks.evaluate.evaluation import choose_tta
-from tasks.model import ensemble
+from tasks.model import ensemble, ensemble_fit
 from tasks.model.runs import load
 from tasks.model.store import EnsembleModel
 
@@ -33,7 +33,7 @@ def validation_probs(run_uri: str) -> tuple[np.ndarray, np.ndarray, int, np.ndar
     val = Streamed(info.dataset, "val", info.classes, info.version, patients=True)
     model = EnsembleModel.load(info.folder.model.uri)
     _, _, member_probs = choose_tta(model, val, evaluation.tta_hflip, positive)
-    fitted = ensemble.fit(member_probs, val.labels, val.patients, positive, tuple(evaluation.combiners),
+    fitted = ensemble_fit.fit(member_probs, val.labels, val.patients, positive, tuple(evaluation.combiners),
                           temperature_scaling=False, seed=evaluation.seed)
     return fitted.val_probs, val.labels, positive, val.patients
 
@@ -45,7 +45,7 @@ def cross_fitted(probs: np.ndarray, labels: np.ndarray, patients: np.ndarray, bi
         if bias is None:
             out[held] = probs[held]
         else:
-            temperature, shift = ensemble.fit_calibration(probs[train], labels[train], bias)
+            temperature, shift = ensemble_fit.fit_calibration(probs[train], labels[train], bias)
             out[held] = ensemble.calibrate(probs[held], temperature, shift)
     predicted = metrics.predict_labels(out, 0.5, positive)
     return {"nll": metrics.log_loss(out, labels), "acc@0.5": float((predicted == labels).mean())}

@@ -92,14 +92,21 @@ def test_the_data_commands_do_not_import_the_model_stack():
     assert out.strip() == "[]"
 
 
+# what a member's processes (its Ray task, its Ray Train workers) must not import: evaluation's
+# ensemble fitting and calibration scoring (2-3 s of imports in every process that loads them)
+NOT_IN_TRAINING = ("tasks.model.ensemble_fit", "sklearn.linear_model", "sklearn.model_selection", "torchmetrics")
+
+
 def test_training_imports_monai_only_to_build_a_monai_network():
     """``import monai`` loads every MONAI module (about 3 s): the driver, each member's Ray task and a
-    seed_cnn worker do without it; building a MONAI network imports it."""
+    seed_cnn worker do without it; building a MONAI network imports it. Neither imports the ensemble's
+    fitting (``tasks.model.ensemble_fit``) nor torchmetrics."""
     import subprocess
     import sys
 
     code = ("import sys, tasks.train.worker, tasks.train.members; from tasks.model.architectures import build_model; "
+            f"print(sorted(m for m in {NOT_IN_TRAINING!r} if m in sys.modules)); "
             "build_model('seed_cnn', 2, 28, 3); print('monai' in sys.modules); "
             "build_model('resnet18_small', 2, 28); print('monai' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
-    assert out.split() == ["False", "True"]
+    assert out.split() == ["[]", "False", "True"]

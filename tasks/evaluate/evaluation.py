@@ -14,7 +14,7 @@ from sklearn.metrics import roc_curve
 from tasks.core import metrics, storage
 from tasks.data.samples import Streamed
 from tasks.evaluate import report
-from tasks.model import ensemble
+from tasks.model import ensemble, ensemble_fit
 from tasks.model import store as model_store
 from tasks.model.ensemble import EnsembleSpec
 from tasks.model.folders import RunFolder
@@ -99,7 +99,7 @@ def evaluate(run: TrainedRun) -> Evaluation:
     model.card.preprocessing.tta_hflip = tta
     member_probs = {"val": val_probs, "test": model.member_probs(splits["test"].batches())}  # pixels streamed
     boosting = [m.boosting_weight for m in model.card.members]
-    fitted = ensemble.fit(member_probs["val"], val.labels, val.patients, positive, tuple(evaluation.combiners),
+    fitted = ensemble_fit.fit(member_probs["val"], val.labels, val.patients, positive, tuple(evaluation.combiners),
                           evaluation.temperature_scaling, evaluation.seed,
                           boosting_weights=boosting if all(w is not None for w in boosting) else None,
                           class_bias=evaluation.class_bias)

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import processes_with
 from tests.corpora import ingested_corpus
 
-pytestmark = pytest.mark.alone  # "stops within 10 s" is not measured beside other tests' load
+pytestmark = pytest.mark.alone  # "stops within 10 s" is measured beside the deployment tests only, not the Ray-heavy files
 
 BIN = os.path.dirname(sys.executable)
 EPOCHS = 20  # ~0.5 s each here: the signal lands after the first, and training stops with it

@@ -22,7 +22,8 @@ from tests.conftest import _free_port
 from tests.corpora import good_corpus
 
 # load-bound: the worker's flow runs start a local Ray of their own, whose node registration Ray waits
-# 30 s for; beside the other process's Ray tests (load average 21 on 2 cores) it once took longer
+# 30 s for; beside the other process's Ray tests (load average 21 on 2 cores) it once took longer.
+# make test runs them beside the cancellation tests only
 pytestmark = pytest.mark.alone
 
 BIN = os.path.dirname(sys.executable)

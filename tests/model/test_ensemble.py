@@ -7,7 +7,8 @@ import pytest
 from scipy.special import softmax
 from sklearn.linear_model import LogisticRegression
 
-from tasks.model import ensemble
+from tasks.core import metrics
+from tasks.model import ensemble, ensemble_fit
 from tasks.model.ensemble import EnsembleSpec
 
 # 3 members x 4 images x 2 classes
@@ -63,7 +64,7 @@ def test_fit_temperature_recovers_the_temperature_that_made_the_data():
     logits = rng.normal(0, 2, (4000, 2))
     labels = np.array([rng.choice(2, p=p) for p in softmax(logits, axis=1)])
     overconfident = softmax(2.0 * logits, axis=1)  # true temperature 2
-    temperature, bias = ensemble.fit_calibration(overconfident, labels, bias=False)
+    temperature, bias = ensemble_fit.fit_calibration(overconfident, labels, bias=False)
     assert temperature == pytest.approx(2.0, rel=0.1) and bias is None
 
 
@@ -72,33 +73,33 @@ def test_the_class_bias_undoes_a_prior_shift_and_makes_half_the_accuracy_optimal
     logits = np.c_[np.zeros(6000), rng.normal(-2.5, 2, 6000)]  # a rare positive class
     labels = np.array([rng.choice(2, p=p) for p in softmax(logits, axis=1)])
     shifted = softmax(logits + [0.0, 1.5], axis=1)  # what a class-weighted loss does: rare class inflated
-    temperature, bias = ensemble.fit_calibration(shifted, labels)
+    temperature, bias = ensemble_fit.fit_calibration(shifted, labels)
     assert temperature == pytest.approx(1.0, rel=0.1) and bias[0] == 0 and bias[1] == pytest.approx(-1.5, abs=0.2)
     fixed = ensemble.combine(shifted[None], EnsembleSpec(temperature=temperature, bias=bias))
     accuracy = {name: ((p[:, 1] >= 0.5) == labels).mean() for name, p in (("shifted", shifted), ("fixed", fixed))}
     assert accuracy["fixed"] > accuracy["shifted"] + 0.01
-    temperature_only = ensemble.fit_calibration(shifted, labels, bias=False)[0]
-    assert ensemble.metrics.log_loss(fixed, labels) < ensemble.metrics.log_loss(
+    temperature_only = ensemble_fit.fit_calibration(shifted, labels, bias=False)[0]
+    assert metrics.log_loss(fixed, labels) < metrics.log_loss(
         ensemble.calibrate(shifted, temperature_only), labels)
 
 
 def test_cross_fitted_stacking_predicts_each_patient_with_a_model_that_never_saw_it():
     members, labels, groups = _task()
-    oof, coef, intercept = ensemble.fit_stacking(members, labels, groups, seed=0)
+    oof, coef, intercept = ensemble_fit.fit_stacking(members, labels, groups, seed=0)
     full = ensemble.combine(members, EnsembleSpec(combiner="stacking", stack_coef=coef, stack_intercept=intercept))
     assert oof.shape == full.shape
     assert not np.allclose(oof, full)  # out-of-fold, not in-sample
-    assert ensemble.fit_stacking(members[:, :3], labels[:3], groups[:3]) is None  # too small to cross-fit
+    assert ensemble_fit.fit_stacking(members[:, :3], labels[:3], groups[:3]) is None  # too small to cross-fit
 
 
 def test_fit_picks_a_combiner_on_validation_and_downweights_the_noise_member():
     members, labels, groups = _task()
-    fitted = ensemble.fit(members, labels, groups, positive=1)
+    fitted = ensemble_fit.fit(members, labels, groups, positive=1)
     spec, scores, val_probs = fitted.spec, fitted.candidate_auc, fitted.val_probs
     assert set(scores) == set(ensemble.COMBINERS) - {"boosted"}  # boosted: only for a boosted run
     assert scores[spec.combiner] == max(scores.values())
     assert val_probs.shape == (len(labels), 2)
-    weights = ensemble.validation_weights(members, labels, positive=1)
+    weights = ensemble_fit.validation_weights(members, labels, positive=1)
     assert weights[0] > weights[1] > weights[2] and sum(weights) == pytest.approx(1)
     assert 0 < spec.threshold < 1 and 0.25 <= spec.temperature <= 8
 
