@@ -24,7 +24,14 @@ from tasks.model.config import TrainConfig
 from tasks.train.augment import Augmenter
 from tasks.train.budget import PEAK_AT, RunLength, run_length
 from tasks.train.distributed import Distributed
-from tasks.train.precision import autocast_dtype, grad_scaler, in_layout, precision_name, to_layout
+from tasks.train.precision import (
+    autocast_dtype,
+    grad_scaler,
+    in_layout,
+    keep_float32_where_bfloat16_fails,
+    precision_name,
+    to_layout,
+)
 from tasks.train.schedule import Cycle, reachable_epochs, recent_pace
 from tasks.train.weights import WeightAverage, average_decay, load_initial_weights, unwrap
 
@@ -161,6 +168,8 @@ def fit(
     if resume:
         model.load_state_dict(resume["model"])
     model = in_layout(model.to(device))
+    autocast = autocast_dtype(config.precision, device)
+    keep_float32_where_bfloat16_fails(model, autocast, train.image_size, train.dims)
     model = dist.wrap_model(model)  # DDP
     workers = config.loader_workers if config.loader_workers is not None else (4 if device.type == "cuda" else 0)
     per_epoch = train.steps(config.batch_size, dist.world, workers)
@@ -177,7 +186,6 @@ def fit(
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = Cycle(optimizer, max_lr=config.learning_rate, total_steps=length.steps, pct_start=PEAK_AT)
-    autocast = autocast_dtype(config.precision, device)
     scaler = grad_scaler(autocast, device)
     result, start, stale, recent, end = FitResult(length), 0, 0, [], length.epochs
     if resume:
@@ -212,6 +220,9 @@ def fit(
             continue
         judged = average.model if average is not None else model
         gathered = dist.gather(predict_proba(judged, loader(val, epoch, False), device))  # DDP: every rank's rows
+        if not np.isfinite(gathered.probs).all():
+            raise FloatingPointError(f"{config.model}: the validation outputs are not finite after epoch {epoch + 1}: "
+                                     "the training diverged (try a lower train.learning_rate, or train.precision: float32)")
         val_auc, val_loss = auc(gathered.probs, gathered.labels, positive=1), log_loss(gathered.probs, gathered.labels)
         recent.append((val_auc, val_loss))
         smooth_auc, smooth_loss = _smoothed(recent, config.smoothing)

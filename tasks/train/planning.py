@@ -21,7 +21,7 @@ from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan, Precis
 from tasks.train.augment import Augmenter
 from tasks.train.budget import RunLength, run_length
 from tasks.train.loop import train_epoch
-from tasks.train.precision import autocast_dtype, grad_scaler, in_layout
+from tasks.train.precision import autocast_dtype, grad_scaler, in_layout, keep_float32_where_bfloat16_fails
 
 # a member's wall time beyond its steps (worker group, dataset index, export), measured on the 2-core
 # reference machine
@@ -70,6 +70,7 @@ def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int
     model: nn.Module = in_layout(build_model(architecture, num_classes, image_size, dims).to(device))
     optimizer = torch.optim.AdamW(model.parameters())
     autocast = autocast_dtype(precision, device)
+    keep_float32_where_bfloat16_fails(model, autocast, image_size, dims)  # as the member will run
     scaler, loss_fn = grad_scaler(autocast, device), nn.CrossEntropyLoss()
     batch = (torch.randn(batch_size, 1, *(image_size,) * dims), torch.randint(0, num_classes, (batch_size,)))
     train_epoch(model, [batch] * 2, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)  # warm-up

@@ -5,9 +5,16 @@ goes with it.
 (Intel AMX, AVX-512 BF16) it is bfloat16 autocast; elsewhere it is float32. The weights, the optimizer, the
 weight average and every validation or prediction pass stay float32. Batches and weights are
 channels-last (NHWC / NDHWC), which oneDNN and cuDNN convolve faster on either device.
+
+One exception: a 3-D convolution whose input is 2 deep runs in float32 on a CPU even when the
+steps are bfloat16, since oneDNN's bfloat16 kernel gets its weight gradient wrong there
+(``keep_float32_where_bfloat16_fails``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from types import MethodType
 
 import torch
 
@@ -53,3 +60,42 @@ def in_layout(model: torch.nn.Module) -> torch.nn.Module:
 def to_layout(x: torch.Tensor) -> torch.Tensor:
     """A batch (N, C, spatial...) in the channels-last layout."""
     return x.contiguous(memory_format=channels_last(x.dim() - 2)) if x.dim() in (4, 5) else x
+
+
+def _float32_forward(conv: torch.nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(x.device.type, enabled=False):
+        return type(conv).forward(conv, x.float())
+
+
+def keep_float32_where_bfloat16_fails(model: torch.nn.Module, autocast: torch.dtype | None, image_size: int,
+                                      dims: int) -> list[str]:
+    """Run in float32 the 3-D convolutions whose input is 2 deep when ``model``'s steps autocast to
+    bfloat16 on a CPU; returns their names. There oneDNN's bfloat16 kernel (torch 2.13, an AMD EPYC
+    with AVX-512 BF16) computes a weight gradient that is off by up to 1e36, or NaN, and differs from
+    step to step, while 3, 4 or more deep, and 2-D convolutions, agree with float32 to 0.4%
+    (``tests/train/test_precision.py``). Such layers are a network's last and smallest: float32
+    costs little there. The weights and their names are unchanged."""
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Conv3d)}
+    parameter = next(model.parameters(), None)
+    if autocast != torch.bfloat16 or not convs or parameter is None or parameter.device.type != "cpu":
+        return []
+    depths: dict[str, int] = {}
+
+    def record(name: str) -> Callable:
+        def hook(_: torch.nn.Module, args: tuple) -> None:
+            depths[name] = args[0].shape[2]
+        return hook
+
+    hooks = [conv.register_forward_pre_hook(record(name)) for name, conv in convs.items()]
+    training = model.training
+    try:  # one image through the network, in eval mode (batch statistics of one image are not needed)
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, next(iter(convs.values())).in_channels, *(image_size,) * dims))
+    finally:
+        model.train(training)
+        for hook in hooks:
+            hook.remove()
+    shallow = [name for name, depth in depths.items() if depth == 2]
+    for name in shallow:
+        convs[name].forward = MethodType(_float32_forward, convs[name])
+    return shallow

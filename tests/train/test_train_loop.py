@@ -150,3 +150,8 @@ def test_init_weights_start_a_member_from_a_local_state_dict(data, tmp_path):
     torch.save({"unrelated.weight": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="no tensor matches"):
         fit(FAST.model_copy(update={"init_weights": str(tmp_path / "other.pt")}), *data, num_classes=2)
+
+
+def test_a_diverged_member_says_so_instead_of_failing_in_the_metrics(data):
+    with pytest.raises(FloatingPointError, match="seed_cnn: the validation outputs are not finite after epoch 1"):
+        fit(FAST.model_copy(update={"learning_rate": 1e12, "epochs": 1, "weight_decay": 0.0}), *data, num_classes=2)
