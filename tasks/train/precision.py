@@ -72,9 +72,9 @@ def keep_float32_where_bfloat16_fails(model: torch.nn.Module, autocast: torch.dt
     """Run in float32 the 3-D convolutions whose input is 2 deep when ``model``'s steps autocast to
     bfloat16 on a CPU; returns their names. There oneDNN's bfloat16 kernel (torch 2.13, an AMD EPYC
     with AVX-512 BF16) computes a weight gradient that is off by up to 1e36, or NaN, and differs from
-    step to step, while 3, 4 or more deep, and 2-D convolutions, agree with float32 to 0.4%
-    (``tests/train/test_precision.py``). Such layers are a network's last and smallest: float32
-    costs little there. The weights and their names are unchanged."""
+    step to step, while inputs 1 or 3-9 deep, and 2-D convolutions, agree with float32 to 0.5%
+    (``tests/train/test_precision.py``). Such layers are usually a network's last and smallest.
+    The weights and their names are unchanged."""
     convs = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Conv3d)}
     parameter = next(model.parameters(), None)
     if autocast != torch.bfloat16 or not convs or parameter is None or parameter.device.type != "cpu":
