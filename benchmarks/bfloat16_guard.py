@@ -1,6 +1,6 @@
 """What running 3-D convolutions over inputs 2 deep in float32 costs under CPU bfloat16
 (``tasks/train/precision.py::keep_float32_where_bfloat16_fails``): the speed probe's seconds per step
-(``measure_seconds_per_step``: the loop's step, arithmetic and layout) with the guard and without it,
+(``measure_seconds_per_step``: the loop's step, arithmetic and layout, readied by ``for_steps``) with the guard and without it,
 alternating, on one thread; and which layers it keeps in float32.
 
 Usage: python benchmarks/bfloat16_guard.py [--arch resnet18_small] [--size 28] [--batch 32] [--repeats 3]
@@ -14,7 +14,7 @@ import statistics
 import torch
 
 from tasks.model.architectures import build_model
-from tasks.train import planning
+from tasks.train import planning, precision
 from tasks.train.precision import in_layout, keep_float32_where_bfloat16_fails
 
 
@@ -31,8 +31,8 @@ def main() -> None:
     seconds: dict[str, list[float]] = {"guard": [], "no guard": []}
     for _ in range(args.repeats):
         for name in seconds:
-            planning.keep_float32_where_bfloat16_fails = keep_float32_where_bfloat16_fails if name == "guard" \
-                else (lambda *_, **__: [])
+            precision.keep_float32_where_bfloat16_fails = keep_float32_where_bfloat16_fails if name == "guard" \
+                else (lambda *_, **__: [])  # what for_steps calls, for the speed probe as for the loop
             seconds[name].append(planning.measure_seconds_per_step(args.arch, args.size, args.batch, 2, steps=5, dims=3,
                                                                    precision="bfloat16"))
     for name, values in seconds.items():

@@ -147,7 +147,7 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
     from tasks.model.config import AugmentConfig
     from tasks.train.augment import Augmenter
     from tasks.train.loop import train_epoch
-    from tasks.train.precision import autocast_dtype, grad_scaler, in_layout, precision_name
+    from tasks.train.precision import for_steps, grad_scaler, precision_name
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(args.threads)
@@ -157,9 +157,9 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
     samples = InMemory(rng.integers(0, 256, (n, *shape), dtype=np.uint8), rng.integers(0, 2, n))
     loader = samples.loader(Share(epoch=0, rank=0, world=1, train=True), args.batch, 0, partial(Augmenter, AugmentConfig()),
                             args.loader_workers, pin_memory=device.type == "cuda")
-    model = in_layout(build_model(args.model, 2, args.size, args.dims).to(device))
+    model, autocast = for_steps(build_model(args.model, 2, args.size, args.dims), args.precision, device, args.size,
+                                args.dims)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    autocast = autocast_dtype(args.precision, device)
     scaler = grad_scaler(autocast, device)
     loss_fn = nn.CrossEntropyLoss()
     train_epoch(model, loader, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)  # warm-up (cudnn autotune, workers)

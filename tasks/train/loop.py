@@ -24,14 +24,7 @@ from tasks.model.config import TrainConfig
 from tasks.train.augment import Augmenter
 from tasks.train.budget import PEAK_AT, RunLength, run_length
 from tasks.train.distributed import Distributed
-from tasks.train.precision import (
-    autocast_dtype,
-    grad_scaler,
-    in_layout,
-    keep_float32_where_bfloat16_fails,
-    precision_name,
-    to_layout,
-)
+from tasks.train.precision import for_steps, grad_scaler, precision_name, to_layout
 from tasks.train.schedule import Cycle, reachable_epochs, recent_pace
 from tasks.train.weights import WeightAverage, average_decay, load_initial_weights, unwrap
 
@@ -167,9 +160,7 @@ def fit(
         load_initial_weights(model, config.init_weights)
     if resume:
         model.load_state_dict(resume["model"])
-    model = in_layout(model.to(device))
-    autocast = autocast_dtype(config.precision, device)
-    keep_float32_where_bfloat16_fails(model, autocast, train.image_size, train.dims)
+    model, autocast = for_steps(model, config.precision, device, train.image_size, train.dims)
     model = dist.wrap_model(model)  # DDP
     workers = config.loader_workers if config.loader_workers is not None else (4 if device.type == "cuda" else 0)
     per_epoch = train.steps(config.batch_size, dist.world, workers)

@@ -21,7 +21,7 @@ from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan, Precis
 from tasks.train.augment import Augmenter
 from tasks.train.budget import RunLength, run_length
 from tasks.train.loop import train_epoch
-from tasks.train.precision import autocast_dtype, grad_scaler, in_layout, keep_float32_where_bfloat16_fails
+from tasks.train.precision import for_steps, grad_scaler
 
 # a member's wall time beyond its steps (worker group, dataset index, export), measured on the 2-core
 # reference machine
@@ -67,10 +67,9 @@ def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int
     """Wall time of one optimizer step (the training loop's ``train_epoch``: forward, backward, AdamW,
     in its arithmetic and layout) on one batch of random data, after two warm-up steps."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model: nn.Module = in_layout(build_model(architecture, num_classes, image_size, dims).to(device))
+    model, autocast = for_steps(build_model(architecture, num_classes, image_size, dims), precision, device, image_size,
+                                dims)  # as the member will run
     optimizer = torch.optim.AdamW(model.parameters())
-    autocast = autocast_dtype(precision, device)
-    keep_float32_where_bfloat16_fails(model, autocast, image_size, dims)  # as the member will run
     scaler, loss_fn = grad_scaler(autocast, device), nn.CrossEntropyLoss()
     batch = (torch.randn(batch_size, 1, *(image_size,) * dims), torch.randint(0, num_classes, (batch_size,)))
     train_epoch(model, [batch] * 2, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)  # warm-up

@@ -76,8 +76,7 @@ def keep_float32_where_bfloat16_fails(model: torch.nn.Module, autocast: torch.dt
     (``tests/train/test_precision.py``). Such layers are usually a network's last and smallest.
     The weights and their names are unchanged."""
     convs = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Conv3d)}
-    parameter = next(model.parameters(), None)
-    if autocast != torch.bfloat16 or not convs or parameter is None or parameter.device.type != "cpu":
+    if autocast != torch.bfloat16 or not convs or next(iter(convs.values())).weight.device.type != "cpu":
         return []
     depths: dict[str, int] = {}
 
@@ -99,3 +98,14 @@ def keep_float32_where_bfloat16_fails(model: torch.nn.Module, autocast: torch.dt
     for name in shallow:
         convs[name].forward = MethodType(_float32_forward, convs[name])
     return shallow
+
+
+def for_steps(model: torch.nn.Module, precision: Precision, device: torch.device, image_size: int,
+              dims: int) -> tuple[torch.nn.Module, torch.dtype | None]:
+    """``model`` readied for training steps in ``precision`` on ``device`` (channels-last, the layers
+    bfloat16 gets wrong kept float32), and the dtype the steps autocast to: what the loop, the
+    planner's speed probe and the throughput benchmark all train."""
+    model = in_layout(model.to(device))
+    autocast = autocast_dtype(precision, device)
+    keep_float32_where_bfloat16_fails(model, autocast, image_size, dims)
+    return model, autocast
