@@ -123,7 +123,9 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     members (default ``most_members``) train for their configured length. With one, the most members
     up to ``most_members`` whose default runs fit; when no more than ``min_members`` do, those train
     for their lane's whole share of the budget instead of their default length (a slow architecture
-    for fewer steps, a fast one for more). Explicit ``members`` and ``train.epochs``/``steps`` are kept."""
+    for fewer steps, a fast one for more). When they fit with room to spare, their runs grow to that
+    share as ``train.fill_budget`` says (default: large splits only). Explicit ``members`` and
+    ``train.epochs``/``steps`` are kept."""
     slots = 1 if config.boosting else max(1, slots)
     train = config.train
     explicit_length = bool(train.epochs or train.steps)
@@ -161,6 +163,19 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     def default_lengths(plans: list[MemberPlan]) -> dict[str, RunLength]:
         return {p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans}
 
+    def grown(plans: list[MemberPlan]) -> tuple[dict[str, RunLength], str]:
+        """The default lengths, or (``train.fill_budget``) each member's lane's whole share when
+        that is longer for every member and the whole still fits."""
+        lengths = default_lengths(plans)
+        epoch_bound = train.min_epochs * steps_per_epoch > train.min_steps
+        if train.fill_budget == "never" or (train.fill_budget == "large" and not epoch_bound):
+            return lengths, "default"
+        filled = filling(plans)
+        if all(filled[p.name].steps > lengths[p.name].steps for p in plans) and \
+                _makespan([seconds(p, filled[p.name].steps) for p in plans], slots) <= available:
+            return filled, "budget"
+        return lengths, "default"
+
     if explicit_length:
         plans = config.plans(config.members or config.most_members)
         return plan(plans, default_lengths(plans), "config" if config.members else "default")
@@ -170,6 +185,6 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     for count in counts:
         plans = config.plans(count)
         if _makespan([seconds(p, steps_of(p)) for p in plans], slots) <= available:
-            return plan(plans, default_lengths(plans), "default")
+            return plan(plans, *grown(plans))
     plans = config.plans(config.members or config.min_members)
     return plan(plans, filling(plans), "budget")

@@ -41,7 +41,7 @@ def test_without_a_budget_the_plan_is_the_config():
 def test_the_budget_picks_the_most_members_that_fit_then_shortens_them():
     config = EnsembleConfig(train=TrainConfig(budget_minutes=30))
     fast = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.01, "seed_cnn": 0.01})
-    assert len(fast.members) == config.most_members and fast.sized_by == "default"
+    assert len(fast.members) == config.most_members
     assert fast.estimated_seconds <= fast.train_seconds == 1800 - evaluation_reserve(1800)
     medium = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.15, "seed_cnn": 0.15})
     assert config.min_members < len(medium.members) < config.most_members and medium.estimated_seconds <= medium.train_seconds
@@ -54,6 +54,28 @@ def test_the_budget_picks_the_most_members_that_fit_then_shortens_them():
     augmented = plan_ensemble(config, 100, 500, slots=2, seconds_per_step={"resnet18_small": 0.15, "seed_cnn": 0.15},
                               augment_seconds=0.15)
     assert len(augmented.members) < len(medium.members) and augmented.augment_seconds == 0.15  # augmentation costs time
+
+
+def test_room_to_spare_grows_the_runs_of_a_large_split_not_a_small_ones_unless_asked():
+    speeds = {"seconds_per_step": {"resnet18_small": 0.01, "seed_cnn": 0.01}}
+    config = EnsembleConfig(train=TrainConfig(budget_minutes=30))
+    large = plan_ensemble(config, 100, 500, slots=2, **speeds)  # 30 epochs: 3000 steps, more than min_steps
+    assert len(large.members) == config.most_members and large.sized_by == "budget"
+    assert all(length.steps > 2 * run_length(config.train, 100).steps and length.sized_by == "budget"
+               for length in large.lengths.values())
+    assert 0.9 * large.train_seconds <= large.estimated_seconds <= large.train_seconds
+    small = plan_ensemble(config, 20, 500, slots=2, **speeds)  # 30 epochs: 600 steps, fewer than min_steps
+    assert small.sized_by == "default" and all(length.steps == run_length(config.train, 20).steps
+                                               for length in small.lengths.values())
+    never = config.model_copy(update={"train": config.train.model_copy(update={"fill_budget": "never"})})
+    assert plan_ensemble(never, 100, 500, slots=2, **speeds).lengths == plan_ensemble(
+        config.model_copy(update={"train": config.train.model_copy(update={"budget_minutes": None})}), 100, 500, 2).lengths
+    always = config.model_copy(update={"train": config.train.model_copy(update={"fill_budget": "always"})})
+    grown = plan_ensemble(always, 20, 500, slots=2, **speeds)
+    assert grown.sized_by == "budget" and all(length.steps > run_length(config.train, 20).steps
+                                              for length in grown.lengths.values())
+    asked = plan_ensemble(config.model_copy(update={"members": 3}), 100, 500, slots=2, **speeds)
+    assert len(asked.members) == 3 and asked.sized_by == "budget"  # the count is kept; the lengths still grow
 
 
 def test_a_budget_that_binds_gives_the_faster_architecture_its_lanes_whole_share():
