@@ -63,9 +63,10 @@ def evaluation_reserve(budget_seconds: float) -> float:
 
 def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int, num_classes: int,
                              device: torch.device | None = None, steps: int = 5, dims: int = 2,
-                             precision: Precision = "auto") -> float:
+                             precision: Precision = "auto", rounds: int = 3) -> float:
     """Wall time of one optimizer step (the training loop's ``train_epoch``: forward, backward, AdamW,
-    in its arithmetic and layout) on one batch of random data, after two warm-up steps."""
+    in its arithmetic and layout) on one batch of random data, after two warm-up steps: the fastest
+    of ``rounds`` rounds of ``steps`` (a round another process interrupted says little of the step)."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, autocast = for_steps(build_model(architecture, num_classes, image_size, dims), precision, device, image_size,
                                 dims)  # as the member will run
@@ -73,23 +74,29 @@ def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int
     scaler, loss_fn = grad_scaler(autocast, device), nn.CrossEntropyLoss()
     batch = (torch.randn(batch_size, 1, *(image_size,) * dims), torch.randint(0, num_classes, (batch_size,)))
     train_epoch(model, [batch] * 2, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)  # warm-up
-    started = time.perf_counter()
-    train_epoch(model, [batch] * steps, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)
-    return (time.perf_counter() - started) / steps
+    timings = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        train_epoch(model, [batch] * steps, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)
+        timings.append((time.perf_counter() - started) / steps)
+    return min(timings)
 
 
 def measure_augment_seconds(augment: AugmentConfig, image_size: int, batch_size: int, dims: int = 2,
                             repeats: int = 3) -> float:
-    """Wall time of augmenting one batch of random uint8 images (or volumes), after one warm-up batch."""
+    """Wall time of augmenting one batch of random uint8 images (or volumes), after one warm-up batch:
+    the fastest of ``repeats`` batches."""
     augmenter = Augmenter(augment, image_size)
     batch = np.random.default_rng(0).integers(0, 256, (batch_size, *(image_size,) * dims), dtype=np.uint8)
     for image in batch[:2]:
         augmenter(image)
-    started = time.perf_counter()
+    timings = []
     for _ in range(repeats):
+        started = time.perf_counter()
         for image in batch:
             augmenter(image)
-    return (time.perf_counter() - started) / repeats
+        timings.append(time.perf_counter() - started)
+    return min(timings)
 
 
 def step_cost(seconds_per_step: float, augment_seconds: float) -> float:

@@ -3,6 +3,8 @@ budget, the cluster and measured speeds; boosting's SAMME step. Plain functions,
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,22 @@ def test_the_augmentation_probe_times_a_batch_of_images_and_of_volumes():
     assert 0 < image < volume  # 28 slices per volume, and a 3-D affine
     assert measure_augment_seconds(AugmentConfig(affine=0, crop=0, horizontal_flip=0, brightness_contrast=0, noise=0),
                                    28, 8, dims=3, repeats=1) < volume
+
+
+def test_the_speed_probe_keeps_its_fastest_round_so_a_round_another_process_slowed_does_not_count(monkeypatch):
+    from tasks.train import planning
+
+    calls, real = [], planning.train_epoch
+
+    def second_round_interrupted(model, batches, *args, **kwargs):
+        calls.append(len(batches))
+        if len(calls) == 3:  # the warm-up, then the rounds: the second round loses a second to another process
+            time.sleep(1.0)
+        return real(model, batches, *args, **kwargs)
+
+    monkeypatch.setattr(planning, "train_epoch", second_round_interrupted)
+    seconds = planning.measure_seconds_per_step("seed_cnn", 16, 4, 2, steps=2, rounds=3, precision="float32")
+    assert calls == [2, 2, 2, 2] and 0 < seconds < 0.25  # without the fastest round: over half a second a step
 
 
 def test_boosting_trains_in_sequence_and_explicit_members_are_kept():
