@@ -29,12 +29,13 @@ DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "da
 def split(path: str, name: str, limit: int | None, draw: int | None = None):
     """A split of the npz: its first ``limit`` rows, or (training split) ``draw`` rows drawn as
     benchmarks/quality.py's small variant draws them (seed 0)."""
+    from benchmarks.quality import small_draw
     from tasks.data.samples import InMemory
 
     data = np.load(path)
     images, labels = data[f"{name}_images"][:limit], data[f"{name}_labels"].ravel()[:limit]
     if draw and name == "train":
-        keep = np.sort(np.random.default_rng(0).permutation(len(labels))[:draw])
+        keep = np.sort(small_draw(np.arange(len(labels)), draw))
         images, labels = images[keep], labels[keep]
     return InMemory(images, labels)
 

@@ -81,11 +81,15 @@ class Outcome:
     acc_at_half: float = float("nan")  # accuracy of p >= 0.5, the published figures' rule (argmax)
 
 
+def small_draw(train_rows: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` of ``train_rows`` drawn at random: the small variant's training images."""
+    return np.random.default_rng(seed).permutation(train_rows)[:count]
+
+
 def small_variant(images: np.ndarray, labels: np.ndarray, splits: list[str], seed: int = 0) -> tuple:
     """``SMALL_TRAIN`` training images drawn at random (the file is sorted by label), every val and test image."""
     train = np.flatnonzero(np.array(splits) == "train")
-    keep = np.sort(np.r_[np.random.default_rng(seed).permutation(train)[:SMALL_TRAIN],
-                         np.flatnonzero(np.array(splits) != "train")])
+    keep = np.sort(np.r_[small_draw(train, SMALL_TRAIN, seed), np.flatnonzero(np.array(splits) != "train")])
     return images[keep], labels[keep], [splits[i] for i in keep]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -61,12 +62,23 @@ def evaluation_reserve(budget_seconds: float) -> float:
     return max(60.0, 0.1 * budget_seconds)
 
 
+def fastest(work: Callable[[], object], rounds: int) -> float:
+    """The shortest wall time of ``rounds`` runs of ``work``: a run another process interrupted says
+    little of the work itself."""
+    timings = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
 def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int, num_classes: int,
                              device: torch.device | None = None, steps: int = 5, dims: int = 2,
                              precision: Precision = "auto", rounds: int = 3) -> float:
     """Wall time of one optimizer step (the training loop's ``train_epoch``: forward, backward, AdamW,
     in its arithmetic and layout) on one batch of random data, after two warm-up steps: the fastest
-    of ``rounds`` rounds of ``steps`` (a round another process interrupted says little of the step)."""
+    of ``rounds`` rounds of ``steps``."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, autocast = for_steps(build_model(architecture, num_classes, image_size, dims), precision, device, image_size,
                                 dims)  # as the member will run
@@ -74,12 +86,8 @@ def measure_seconds_per_step(architecture: str, image_size: int, batch_size: int
     scaler, loss_fn = grad_scaler(autocast, device), nn.CrossEntropyLoss()
     batch = (torch.randn(batch_size, 1, *(image_size,) * dims), torch.randint(0, num_classes, (batch_size,)))
     train_epoch(model, [batch] * 2, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)  # warm-up
-    timings = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        train_epoch(model, [batch] * steps, optimizer, loss_fn, device, scaler=scaler, autocast=autocast)
-        timings.append((time.perf_counter() - started) / steps)
-    return min(timings)
+    return fastest(lambda: train_epoch(model, [batch] * steps, optimizer, loss_fn, device, scaler=scaler,
+                                       autocast=autocast), rounds) / steps
 
 
 def measure_augment_seconds(augment: AugmentConfig, image_size: int, batch_size: int, dims: int = 2,
@@ -90,13 +98,7 @@ def measure_augment_seconds(augment: AugmentConfig, image_size: int, batch_size:
     batch = np.random.default_rng(0).integers(0, 256, (batch_size, *(image_size,) * dims), dtype=np.uint8)
     for image in batch[:2]:
         augmenter(image)
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for image in batch:
-            augmenter(image)
-        timings.append(time.perf_counter() - started)
-    return min(timings)
+    return fastest(lambda: [augmenter(image) for image in batch], repeats)
 
 
 def step_cost(seconds_per_step: float, augment_seconds: float) -> float:
