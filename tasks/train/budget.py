@@ -43,6 +43,11 @@ def default_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     return config.steps or max(config.min_steps, config.min_epochs * steps_per_epoch)
 
 
+def epoch_bound(config: TrainConfig, steps_per_epoch: int) -> bool:
+    """Whether the default run is sized by ``min_epochs`` (a large split) rather than ``min_steps``."""
+    return config.min_epochs * steps_per_epoch > config.min_steps
+
+
 def run_length(config: TrainConfig, steps_per_epoch: int, max_steps: int | None = None, fill: bool = False) -> RunLength:
     """The member's schedule: ``config.epochs`` exactly when given (checked every epoch), else
     ``config.steps`` or the default, capped at ``max_steps`` (what the budget allows) when given;

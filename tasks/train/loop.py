@@ -194,7 +194,7 @@ def fit(
         end = resume.get("end_epochs", length.epochs)
     after_step = (lambda: average.update(model)) if average is not None else None
     losses, check_started, trained, epoch_seconds = [], time.time(), time.time(), []
-    for epoch in range(start, end):
+    for epoch in range(start, length.epochs):  # until ``end``, which may move in and back out
         losses.append(dist.mean(train_epoch(model, loader(train, epoch, True), optimizer, loss_fn, device, scheduler,
                                             scaler, after_step, autocast)))
         result.epochs_run.append(epoch)
@@ -203,10 +203,9 @@ def fit(
         late = deadline is not None and dist.mean(float(time.time() > deadline)) > 0  # DDP: every rank agrees
         if deadline is not None and not late and scheduler.past_peak and (pace := recent_pace(epoch_seconds)) is not None:
             # DDP: every rank moves its end by the same figures
-            reach = reachable_epochs(dist.mean(pace), dist.mean(deadline - time.time()), epoch + 1, end)
-            if reach < end:  # the schedule anneals to the epoch the member can still reach
-                end = reach
-                scheduler.end_at(end * length.steps_per_epoch)
+            reach = reachable_epochs(dist.mean(pace), dist.mean(deadline - time.time()), epoch + 1, length.epochs)
+            if reach != end and scheduler.end_at(reach * length.steps_per_epoch):
+                end = reach  # the schedule anneals to the epoch the member can reach, never past the plan
         if not (length.is_check(epoch) or late or epoch + 1 == end):
             continue
         judged = average.model if average is not None else model

@@ -20,7 +20,7 @@ from torch import nn
 from tasks.model.architectures import build_model
 from tasks.model.config import AugmentConfig, EnsembleConfig, MemberPlan, Precision
 from tasks.train.augment import Augmenter
-from tasks.train.budget import RunLength, run_length
+from tasks.train.budget import RunLength, epoch_bound, run_length
 from tasks.train.loop import train_epoch
 from tasks.train.precision import for_steps, grad_scaler
 
@@ -153,9 +153,6 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     def seconds(plan: MemberPlan, steps: int) -> float:
         return STARTUP_SECONDS + steps * per_step(plan) + check_steps * seconds_per_step[plan.architecture] * STEP_FACTOR
 
-    def steps_of(plan: MemberPlan) -> int:
-        return run_length(config.member_config(plan), steps_per_epoch).steps
-
     def plan(plans: list[MemberPlan], lengths: dict[str, RunLength], sized_by: str) -> EnsemblePlan:
         estimate = _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots)
         return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
@@ -172,12 +169,11 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     def default_lengths(plans: list[MemberPlan]) -> dict[str, RunLength]:
         return {p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans}
 
-    def grown(plans: list[MemberPlan]) -> tuple[dict[str, RunLength], str]:
-        """The default lengths, or (``train.fill_budget``) each member's lane's whole share when
+    def grown(plans: list[MemberPlan], lengths: dict[str, RunLength]) -> tuple[dict[str, RunLength], str]:
+        """The default ``lengths``, or (``train.fill_budget``) each member's lane's whole share when
         that is longer for every member and the whole still fits."""
-        lengths = default_lengths(plans)
-        epoch_bound = train.min_epochs * steps_per_epoch > train.min_steps
-        if train.fill_budget == "never" or (train.fill_budget == "large" and not epoch_bound):
+        large = epoch_bound(train, steps_per_epoch)
+        if train.fill_budget == "never" or (train.fill_budget == "large" and not large):
             return lengths, "default"
         filled = filling(plans)
         if all(filled[p.name].steps > lengths[p.name].steps for p in plans) and \
@@ -193,7 +189,8 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     counts = [config.members] if config.members else range(config.most_members, config.min_members, -1)
     for count in counts:
         plans = config.plans(count)
-        if _makespan([seconds(p, steps_of(p)) for p in plans], slots) <= available:
-            return plan(plans, *grown(plans))
+        lengths = default_lengths(plans)
+        if _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots) <= available:
+            return plan(plans, *grown(plans, lengths))
     plans = config.plans(config.members or config.min_members)
     return plan(plans, filling(plans), "budget")

@@ -1,5 +1,6 @@
-"""The one-cycle schedule whose end moves forward, and the loop that moves it: a member that will
-not reach its planned end before the deadline anneals to the epoch it can still reach."""
+"""The one-cycle schedule whose end moves, and the loop that moves it: a member that will not reach
+its planned end before the deadline anneals to the epoch it can still reach, and back out towards
+the planned end when its pace improves."""
 
 from __future__ import annotations
 
@@ -55,17 +56,31 @@ def test_moved_it_anneals_from_where_it_is_to_the_new_end(moved_at):
     assert resumed.total_steps == 70
 
 
-def test_an_end_in_the_warm_up_or_not_earlier_or_too_near_is_ignored():
+def test_an_end_in_the_warm_up_or_unchanged_or_too_near_or_past_the_plan_is_ignored():
     optimizer, scheduler = schedule(Cycle)
     run(optimizer, scheduler, 20)
     assert not scheduler.past_peak
-    scheduler.end_at(60)
+    assert not scheduler.end_at(60)
     assert scheduler.total_steps == 100
     run(optimizer, scheduler, 20)
     assert scheduler.past_peak
     for total in (100, 120, 41):
-        scheduler.end_at(total)
+        assert not scheduler.end_at(total)
         assert scheduler.total_steps == 100
+
+
+def test_an_end_moved_in_moves_back_out_without_the_rate_rising():
+    optimizer, scheduler = schedule(Cycle)
+    before = run(optimizer, scheduler, 40)
+    assert scheduler.end_at(60)
+    middle = run(optimizer, scheduler, 10)
+    assert not scheduler.end_at(101)  # never past the planned end
+    assert scheduler.end_at(100)
+    after = run(optimizer, scheduler, 50)
+    rates = [rate for rate, _ in before[29:] + middle + after]  # from the peak on
+    assert all(b <= a for a, b in zip(rates, rates[1:], strict=False))
+    assert after[0][0] > 0.95 * middle[-1][0]  # annealing slower from where it was, not restarting
+    assert after[-1][0] == pytest.approx(PEAK / 25 / 1e4)  # fully annealed at the planned end
 
 
 def test_the_pace_and_the_epochs_that_fit():
@@ -106,3 +121,19 @@ def test_a_member_that_cannot_make_its_end_anneals_to_one_it_can_and_resumes_to_
     resumed = fit(config, *data, num_classes=2, resume=saved[restart])
     assert resumed.stopped == "shortened" and resumed.epochs_run[-1] == end - 1
     assert np.isclose(resumed.history[-1]["learning_rate"], result.history[-1]["learning_rate"])
+
+
+def test_a_member_whose_pace_improves_moves_its_end_back_out_to_the_plan(data):
+    """The first eight checks sleep a second, later ones do not: at the slow pace 20 epochs do not fit
+    in 13 s, so the end moves in; once the pace is fast again it moves back out to the planned 20."""
+    config: TrainConfig = FAST.model_copy(update={"epochs": 20, "checks": 20})
+    ends = {}
+
+    def slow_start(epoch, metrics, checkpoint):
+        ends[epoch] = checkpoint["end_epochs"]
+        time.sleep(1.0 if epoch < 8 else 0.0)
+
+    result = fit(config, *data, num_classes=2, on_check=slow_start, deadline=time.time() + 13)
+    assert min(ends.values()) < 20  # it moved in
+    assert result.stopped == "completed" and len(result.epochs_run) == 20  # and back out
+    assert result.history[-1]["learning_rate"] < 0.01 * config.learning_rate
