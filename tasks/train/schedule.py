@@ -18,8 +18,7 @@ EARLIEST = 3  # epoch durations measured before the end may move: the first ones
 
 class Cycle(OneCycleLR):
     """``OneCycleLR`` (warm-up to the peak, cosine to nearly zero; AdamW's beta1 cycled against it)
-    with ``end_at``. Its state, the moved end included, is in ``state_dict()`` and in the optimizer's
-    parameter groups, which a checkpoint holds."""
+    with ``end_at``. Its state, the moved end included, is in ``state_dict()``, which a checkpoint holds."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -31,30 +30,28 @@ class Cycle(OneCycleLR):
         return self.last_epoch > self._schedule_phases[0]["end_step"]
 
     def end_at(self, total_steps: int) -> bool:
-        """From the current step, anneal the rate (and beta1) from their present values to the
-        schedule's final ones at ``total_steps``; whether the end moved. Ignored during the warm-up (an
-        end moved then would anneal from a rate that never reached its peak: a VesselMNIST3D member
-        whose end moved at its third epoch ended at val AUC 0.954 where members that reached the peak
-        ended at 0.976-0.983), and unless it differs from the present end, is at least two steps ahead
-        and is not past the planned end. An end moved later anneals more slowly from the present rate:
-        the rate never rises again."""
+        """Make the cosine reach the schedule's final rate (and beta1) at ``total_steps``, going on from
+        the fraction of the anneal already made: the rest of the curve is squeezed or stretched, the
+        present rate is kept, and the rate never rises. Whether the end moved. Ignored during the
+        warm-up (an end moved then would anneal from a rate that never reached its peak: a VesselMNIST3D
+        member whose end moved at its third epoch ended at val AUC 0.954 where members that reached the
+        peak ended at 0.976-0.983), and unless it differs from the present end, is at least two steps
+        ahead and is not past the planned end.
+
+        Keeping the fraction matters when the end moves often: restarting the cosine from the present
+        rate at each move (the first version) restarts it where it is flat, and a VesselMNIST3D member
+        whose end moved in and out every few epochs was still at 97% of its peak rate halfway through."""
         step = self.last_epoch
-        if not self.past_peak or total_steps == self.total_steps or not step + 2 <= total_steps <= self.planned_steps:
+        *done, before, anneal = self._schedule_phases
+        made = (step - before["end_step"]) / (anneal["end_step"] - before["end_step"])  # of the anneal
+        if not self.past_peak or total_steps == self.total_steps or made >= 1 or \
+                not step + 2 <= total_steps <= self.planned_steps:
             return False
-        for group, rate in zip(self.optimizer.param_groups, self.get_last_lr(), strict=True):
-            group["anchor_lr"] = rate
-            if self.cycle_momentum:
-                group["anchor_momentum"] = group["betas"][0] if self.use_beta1 else group["momentum"]
-        done = [phase for phase in self._schedule_phases if phase["end_step"] < step]
-        self._schedule_phases = [
-            *done,
-            {"end_step": float(step), "start_lr": "anchor_lr", "end_lr": "anchor_lr",  # the steps already made
-             "start_momentum": "anchor_momentum", "end_momentum": "anchor_momentum"},
-            # the final rate at the last step's end (torch's T - 1 would ask a short anneal for the
-            # rate one step past its end, which the cosine brings back up)
-            {"end_step": float(total_steps), "start_lr": "anchor_lr", "end_lr": "min_lr",
-             "start_momentum": "anchor_momentum", "end_momentum": "max_momentum"},
-        ]
+        # the anneal's start moved so that ``step`` is the same fraction of the way to the new end; the
+        # final rate at the last step's end (torch's T - 1 would ask a short anneal for the rate one step
+        # past its end, which the cosine brings back up)
+        start = (step - made * total_steps) / (1 - made)
+        self._schedule_phases = [*done, {**before, "end_step": start}, {**anneal, "end_step": float(total_steps)}]
         self.total_steps = total_steps
         return True
 

@@ -46,7 +46,7 @@ def test_moved_it_anneals_from_where_it_is_to_the_new_end(moved_at):
     after = run(optimizer, scheduler, 70 - moved_at)
     rates = [before[-1][0]] + [rate for rate, _ in after]
     assert all(b < a for a, b in zip(rates, rates[1:], strict=False))  # down from the present rate, no jump up
-    assert rates[1] > 0.95 * rates[0]  # and no jump down
+    assert rates[1] > 0.9 * rates[0]  # and no jump down: one step of a steeper anneal
     assert after[-1][0] == pytest.approx(PEAK / 25 / 1e4)  # the final rate, at the new end
     assert after[-1][1] == pytest.approx(0.95)  # beta1 back at its maximum
     moved = scheduler.state_dict()  # a checkpoint holds the moved end
@@ -81,6 +81,22 @@ def test_an_end_moved_in_moves_back_out_without_the_rate_rising():
     assert all(b <= a for a, b in zip(rates, rates[1:], strict=False))
     assert after[0][0] > 0.95 * middle[-1][0]  # annealing slower from where it was, not restarting
     assert after[-1][0] == pytest.approx(PEAK / 25 / 1e4)  # fully annealed at the planned end
+
+
+def test_an_end_that_moves_back_and_forth_keeps_the_cosine_going():
+    """Moving the end by a step or two every step (a pace measured near the edge) must not hold the
+    rate at the flat top of a restarted cosine: it keeps falling about as the unmoved schedule does."""
+    plain, moved = schedule(Cycle), schedule(Cycle)
+    run(*plain, 40), run(*moved, 40)
+    for i in range(40):
+        assert moved[1].end_at(98 + i % 3)
+        run(*moved, 1)
+    unmoved = run(*plain, 40)
+    assert moved[1].get_last_lr()[0] < 1.1 * unmoved[-1][0]
+    assert moved[1].get_last_lr()[0] < 0.5 * PEAK
+    assert moved[1].end_at(100)
+    rest = run(*moved, 20)
+    assert rest[-1][0] == pytest.approx(PEAK / 25 / 1e4)
 
 
 def test_the_pace_and_the_epochs_that_fit():
