@@ -104,6 +104,20 @@ def late_gain(history: list[dict]) -> float:
     return smoothed[-1] - max(smoothed[:-quarter]) if len(smoothed) > quarter else float("nan")
 
 
+def end_trend(history: list[dict]) -> str:
+    """Whether a member was still learning when its run ended: its smoothed validation AUC gained more
+    than ``RISING`` over the last quarter of its checks *and* its last check is its highest. A member
+    that gained in its last quarter but peaked before its end and fell since is not rising at its end."""
+    smoothed = [h.get("val_auc_smoothed", h["val_auc"]) for h in history]
+    gain, top = late_gain(history), int(np.argmax(smoothed))
+    if not gain > RISING:
+        return f"not rising at the end (last-quarter gain {gain:+.4f})"
+    if smoothed[-1] < smoothed[top]:
+        return (f"not rising at the end (last-quarter gain {gain:+.4f}, but it peaked at epoch {history[top]['epoch'] + 1} "
+                f"and ended {smoothed[top] - smoothed[-1]:.4f} below)")
+    return f"STILL RISING at the end (last-quarter gain {gain:+.4f})"
+
+
 def run_one(name: str, corpus: Corpus, work: str, args) -> Outcome:
     from flows.evaluate import EvaluateParams, evaluate_flow
     from flows.ingest import IngestParams, ingest_flow
@@ -149,8 +163,7 @@ def run_one(name: str, corpus: Corpus, work: str, args) -> Outcome:
              f"measured s/step {({a: round(s, 3) for a, s in plan.seconds_per_step.items()})}, augmentation "
              f"{plan.augment_seconds:.3f} s/batch; estimated {plan.estimated_seconds or 0:.0f} s of training"]
     for m in trained.members:
-        gain = late_gain(m.history)
-        rising = f"{'STILL RISING' if gain > RISING else 'not rising'} at the end (last-quarter gain {gain:+.4f})"
+        rising = end_trend(m.history)
         lines.append(f"  {m.name} {m.architecture}: {m.steps_run}/{m.planned_steps} steps ({m.epochs_run} epochs, "
                      f"{m.stopped}, {m.precision}, EMA decay {m.ema_decay or 0:.4f}), smoothed val AUC {m.best_val_auc:.4f}, {rising}")
     lines.append(f"ensemble: {ens.combiner}, {ens.calibration()}, operating point {ens.threshold:.3f} "

@@ -225,7 +225,8 @@ def fit(
             result.best_auc, result.best_loss = smooth_auc, smooth_loss
             result.best_state = {k: v.detach().cpu().clone() for k, v in unwrap(judged).state_dict().items()}
         stale = 0 if improved else stale + 1
-        metrics = {"epoch": epoch, "steps": (epoch + 1) * length.steps_per_epoch, "train_loss": float(np.mean(losses)),
+        metrics = {"epoch": epoch, "steps": (epoch + 1) * length.steps_per_epoch, "end_steps": end * length.steps_per_epoch,
+                   "train_loss": float(np.mean(losses)),
                    "val_auc": val_auc, "val_loss": val_loss, "val_auc_smoothed": smooth_auc,
                    "learning_rate": scheduler.get_last_lr()[0], "epoch_started": check_started,
                    "seconds": time.time() - check_started, "precision": precision_name(autocast)}
