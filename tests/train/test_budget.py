@@ -12,7 +12,7 @@ from tasks.data.samples import steps_per_epoch, weighted_resample
 from tasks.model.config import AugmentConfig, EnsembleConfig, TrainConfig
 from tasks.train.boosting import samme_step, uniform
 from tasks.train.budget import run_length
-from tasks.train.planning import evaluation_reserve, measure_augment_seconds, plan_ensemble
+from tasks.train.planning import GROW_INTO, evaluation_reserve, measure_augment_seconds, plan_ensemble
 
 
 def test_a_small_dataset_gets_the_same_steps_as_a_larger_one_not_the_same_epochs():
@@ -65,7 +65,7 @@ def test_room_to_spare_grows_the_runs_of_a_large_split_not_a_small_ones_unless_a
     assert len(large.members) == config.most_members and large.sized_by == "budget"
     assert all(length.steps > 2 * run_length(config.train, 100).steps and length.sized_by == "budget"
                for length in large.lengths.values())
-    assert 0.9 * large.train_seconds <= large.estimated_seconds <= large.train_seconds
+    assert 0.85 * large.train_seconds <= large.estimated_seconds <= GROW_INTO * large.train_seconds  # room for the estimate's error
     small = plan_ensemble(config, 20, 500, slots=2, **speeds)  # 30 epochs: 600 steps, fewer than min_steps
     assert small.sized_by == "default" and all(length.steps == run_length(config.train, 20).steps
                                                for length in small.lengths.values())
