@@ -55,9 +55,9 @@ class TrainConfig(BaseModel):
     budget_minutes: float | None = Field(30, gt=0, description="wall-clock budget of the whole train + evaluate; "
                                          "caps the default run's steps and members (None: no cap)")
     fill_budget: Literal["large", "always", "never"] = Field(
-        "large", description="when the default members fit the budget with room to spare, their runs grow to their "
-        "lane's share of it: large, only runs sized by min_epochs (a split large enough that min_epochs give more "
-        "than min_steps); always, every default run; never, none")
+        "large", description="when the default members fit the budget with room to spare, each whose lane's share "
+        "of it is longer than its default run grows to that share: large, only runs sized by min_epochs (a split "
+        "large enough that min_epochs give more than min_steps); always, every default run; never, none")
     checks: int = Field(30, ge=1, description="validation checks (each a checkpoint) over a run sized in steps")
     early_stopping_patience: int | None = Field(None, ge=1, description="checks without a better smoothed validation "
                                                 "AUC before stopping (default: a quarter of the checks; with epochs: none)")

@@ -175,15 +175,15 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
         return {p.name: run_length(config.member_config(p), steps_per_epoch) for p in plans}
 
     def grown(plans: list[MemberPlan], lengths: dict[str, RunLength]) -> tuple[dict[str, RunLength], str]:
-        """The default ``lengths``, or (``train.fill_budget``) each member's lane's share of
-        ``GROW_INTO`` of the time when that is longer for every member and the whole still fits."""
+        """The default ``lengths``, with (``train.fill_budget``) each member whose lane's share of
+        ``GROW_INTO`` of the time is longer grown to it, when the whole still fits; the others keep theirs."""
         large = epoch_bound(train, steps_per_epoch)
         if train.fill_budget == "never" or (train.fill_budget == "large" and not large):
             return lengths, "default"
         filled = filling(plans, GROW_INTO * available)
-        if all(filled[p.name].steps > lengths[p.name].steps for p in plans) and \
-                _makespan([seconds(p, filled[p.name].steps) for p in plans], slots) <= available:
-            return filled, "budget"
+        longer = {p.name: max(lengths[p.name], filled[p.name], key=lambda length: length.steps) for p in plans}
+        if longer != lengths and _makespan([seconds(p, longer[p.name].steps) for p in plans], slots) <= available:
+            return longer, "budget"
         return lengths, "default"
 
     if explicit_length:
