@@ -96,10 +96,15 @@ def small_variant(images: np.ndarray, labels: np.ndarray, splits: list[str], see
 RISING = 0.001  # smoothed validation AUC gained over the last quarter of a member's checks
 
 
+def smoothed_aucs(history: list[dict]) -> list[float]:
+    """A member's smoothed validation AUC at each check (the raw AUC in histories without it)."""
+    return [h.get("val_auc_smoothed", h["val_auc"]) for h in history]
+
+
 def late_gain(history: list[dict]) -> float:
     """How much the smoothed validation AUC rose over the last quarter of the checks (above
     ``RISING``: the member was still learning when its run ended)."""
-    smoothed = [h.get("val_auc_smoothed", h["val_auc"]) for h in history]
+    smoothed = smoothed_aucs(history)
     quarter = max(1, len(smoothed) // 4)
     return smoothed[-1] - max(smoothed[:-quarter]) if len(smoothed) > quarter else float("nan")
 
@@ -108,7 +113,7 @@ def end_trend(history: list[dict]) -> str:
     """Whether a member was still learning when its run ended: its smoothed validation AUC gained more
     than ``RISING`` over the last quarter of its checks *and* its last check is its highest. A member
     that gained in its last quarter but peaked before its end and fell since is not rising at its end."""
-    smoothed = [h.get("val_auc_smoothed", h["val_auc"]) for h in history]
+    smoothed = smoothed_aucs(history)
     gain, top = late_gain(history), int(np.argmax(smoothed))
     if not gain > RISING:
         return f"not rising at the end (last-quarter gain {gain:+.4f})"
