@@ -52,7 +52,8 @@ def test_a_volume_member_of_the_default_architecture_learns_on_two_ddp_workers(v
     assert record["architecture"] == KIND_DEFAULTS[3]["architectures"][0] == "resnet18_slices"
     assert len(record["worker_nodes"]) == 2 and record["epochs_run"] == 12
     losses = [h["train_loss"] for h in record["history"]]
-    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    # 3 steps an epoch make one epoch's loss noisy (CI once saw 0.77 in the last): the later half's median is robust
+    assert np.median(losses[len(losses) // 2:]) < 0.5 * losses[0]
     assert record["best_val_auc"] > 0.8
 
 
