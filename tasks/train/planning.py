@@ -158,8 +158,12 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     def seconds(plan: MemberPlan, steps: int) -> float:
         return STARTUP_SECONDS + steps * per_step(plan) + check_steps * seconds_per_step[plan.architecture] * STEP_FACTOR
 
+    def makespan(plans: list[MemberPlan], lengths: dict[str, RunLength]) -> float:
+        """Estimated seconds for ``plans`` at ``lengths``, ``slots`` at a time."""
+        return _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots)
+
     def plan(plans: list[MemberPlan], lengths: dict[str, RunLength], sized_by: str) -> EnsemblePlan:
-        estimate = _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots)
+        estimate = makespan(plans, lengths)
         return EnsemblePlan(members=plans, lengths=lengths, slots=slots, seconds_per_step=seconds_per_step,
                             augment_seconds=augment_seconds, budget_seconds=budget, train_seconds=available,
                             estimated_seconds=estimate, sized_by=sized_by,
@@ -182,7 +186,7 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
             return lengths, "default"
         filled = filling(plans, GROW_INTO * available)
         longer = {p.name: max(lengths[p.name], filled[p.name], key=lambda length: length.steps) for p in plans}
-        if longer != lengths and _makespan([seconds(p, longer[p.name].steps) for p in plans], slots) <= available:
+        if longer != lengths and makespan(plans, longer) <= available:
             return longer, "budget"
         return lengths, "default"
 
@@ -195,7 +199,7 @@ def plan_ensemble(config: EnsembleConfig, steps_per_epoch: int, val_rows: int, s
     for count in counts:
         plans = config.plans(count)
         lengths = default_lengths(plans)
-        if _makespan([seconds(p, lengths[p.name].steps) for p in plans], slots) <= available:
+        if makespan(plans, lengths) <= available:
             return plan(plans, *grown(plans, lengths))
     plans = config.plans(config.members or config.min_members)
     return plan(plans, filling(plans), "budget")
