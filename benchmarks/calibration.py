@@ -19,23 +19,31 @@ from tasks.core import metrics
 from tasks.data.samples import Streamed
 from tasks.evaluate.evaluation import choose_tta
 from tasks.model import ensemble, ensemble_fit
+from tasks.model.config import EvaluationConfig
 from tasks.model.runs import load
 from tasks.model.store import EnsembleModel
 
 CALIBRATIONS = {"none": None, "temperature": False, "temperature + class bias": True}
 
 
-def validation_probs(run_uri: str) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
-    """The chosen combiner's uncalibrated validation probabilities, labels, positive class, patients."""
+def validation_members(run_uri: str) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, EvaluationConfig]:
+    """The members' validation probabilities (with the run's test-time flip rule), labels, positive
+    class, patients, and the run's evaluation config."""
     run = load(run_uri)
     info, evaluation = run.info, run.config.evaluation
     positive = metrics.positive_index(info.classes, evaluation.positive_class)
     val = Streamed(info.dataset, "val", info.classes, info.version, patients=True)
     model = EnsembleModel.load(info.folder.model.uri)
     _, _, member_probs = choose_tta(model, val, evaluation.tta_hflip, positive)
-    fitted = ensemble_fit.fit(member_probs, val.labels, val.patients, positive, tuple(evaluation.combiners),
+    return member_probs, val.labels, positive, np.asarray(val.patients), evaluation
+
+
+def validation_probs(run_uri: str) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """The chosen combiner's uncalibrated validation probabilities, labels, positive class, patients."""
+    member_probs, labels, positive, patients, evaluation = validation_members(run_uri)
+    fitted = ensemble_fit.fit(member_probs, labels, patients, positive, tuple(evaluation.combiners),
                           temperature_scaling=False, seed=evaluation.seed)
-    return fitted.val_probs, val.labels, positive, val.patients
+    return fitted.val_probs, labels, positive, patients
 
 
 def cross_fitted(probs: np.ndarray, labels: np.ndarray, patients: np.ndarray, bias: bool | None,
