@@ -34,7 +34,7 @@ def validation_members(run_uri: str) -> tuple[np.ndarray, np.ndarray, int, np.nd
     positive = metrics.positive_index(info.classes, evaluation.positive_class)
     val = Streamed(info.dataset, "val", info.classes, info.version, patients=True)
     model = EnsembleModel.load(info.folder.model.uri)
-    _, _, member_probs = choose_tta(model, val, evaluation.tta_hflip, positive)
+    member_probs = choose_tta(model, val, evaluation, positive).member_probs
     return member_probs, val.labels, positive, np.asarray(val.patients), evaluation
 
 

@@ -129,6 +129,7 @@ def run_one(name: str, corpus: Corpus, work: str, args) -> Outcome:
     from flows.predict import PredictParams, predict_flow
     from flows.train import TrainParams, train_flow
     from tasks.model.config import load_config
+    from tasks.model.store import load_card
 
     source, times = os.path.join(work, "source"), {}
     t0 = time.perf_counter()
@@ -171,8 +172,9 @@ def run_one(name: str, corpus: Corpus, work: str, args) -> Outcome:
         rising = end_trend(m.history)
         lines.append(f"  {m.name} {m.architecture}: {m.steps_run}/{m.planned_steps} steps ({m.epochs_run} epochs, "
                      f"{m.stopped}, {m.precision}, EMA decay {m.ema_decay or 0:.4f}), smoothed val AUC {m.best_val_auc:.4f}, {rising}")
-    lines.append(f"ensemble: {ens.combiner}, {ens.calibration()}, operating point {ens.threshold:.3f} "
-                 f"(chosen on validation); validation AUC {evaluation.val.point['auc']:.4f}")
+    views = load_card(os.path.join(run, "model")).preprocessing  # the card as evaluation left it
+    lines.append(f"ensemble: {ens.combiner}, {ens.calibration()}, operating point {ens.threshold:.3f}, test-time "
+                 f"flip {views.tta_hflip}, zoom {views.tta_zoom} (chosen on validation); validation AUC {evaluation.val.point['auc']:.4f}")
     ci = evaluation.test.ci["auc"]
     lines.append(f"test AUC 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]")
     return Outcome(name, roc_auc_score(y, p), accuracy_score(y, predicted), times, lines, accuracy_score(y, p >= 0.5))

@@ -16,10 +16,12 @@ from tasks.data.samples import Streamed
 from tasks.evaluate import report
 from tasks.model import ensemble, ensemble_fit
 from tasks.model import store as model_store
+from tasks.model.config import EvaluationConfig
 from tasks.model.ensemble import EnsembleSpec
 from tasks.model.folders import RunFolder
 from tasks.model.runs import TrainedRun
 from tasks.model.store import EnsembleModel
+from tasks.model.views import views
 
 ENSEMBLE = "ensemble"
 
@@ -69,18 +71,41 @@ def score_all(jobs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarr
     return results
 
 
-def choose_tta(model: EnsembleModel, val: Streamed, setting: bool | str, positive: int) -> tuple[bool, dict, np.ndarray]:
-    """Test-time flip or not: as configured, or (``auto``) whichever gives the members' mean the
-    better validation AUC, then loss. Returns the choice, each candidate's score, its member probabilities."""
-    candidates = [False, True] if setting == "auto" else [bool(setting)]
+@dataclass
+class TestTimeViews:
+    """Evaluation's test-time augmentation: the chosen flip and zoom, each candidate's validation AUC
+    of the members' mean (by name: plain, hflip, zoom, hflip+zoom), and the chosen members' probabilities."""
+
+    hflip: bool
+    zoom: float | None
+    val_auc: dict[str, float]
+    member_probs: np.ndarray
+
+    def record(self) -> dict:
+        return {"hflip": self.hflip, "zoom": self.zoom, "val_auc_of_the_members_mean": self.val_auc}
+
+
+def _settings(setting: bool | str) -> list[bool]:
+    return [False, True] if setting == "auto" else [bool(setting)]
+
+
+def choose_tta(model: EnsembleModel, val: Streamed, evaluation: EvaluationConfig, positive: int) -> TestTimeViews:
+    """Test-time flip and zoom, or neither: as configured, or (``auto``) whichever combination gives the
+    members' mean the better validation AUC, then loss; a tie keeps the fewer views. Every view is
+    predicted once, in one pass over validation."""
+    factor = evaluation.tta_zoom_factor
+    candidates = [(hflip, factor if zoom else None) for zoom in _settings(evaluation.tta_zoom)
+                  for hflip in _settings(evaluation.tta_hflip)]  # fewest views first
+    per_view = model.view_probs(val.batches(), list(dict.fromkeys(v for c in candidates for v in views(*c))))
     probs, scores = {}, {}
-    for tta in candidates:
-        model.card.preprocessing.tta_hflip = tta
-        probs[tta] = model.member_probs(val.batches())
-        mean = probs[tta].mean(axis=0)
-        scores[tta] = (np.nan_to_num(metrics.auc(mean, val.labels, positive), nan=-1.0), -metrics.log_loss(mean, val.labels))
-    chosen = max(candidates, key=lambda tta: (scores[tta], not tta))  # a tie keeps the plain image
-    return chosen, {str(tta).lower(): round(float(score[0]), 6) for tta, score in scores.items()}, probs[chosen]
+    for candidate in candidates:
+        probs[candidate] = np.mean([per_view[v] for v in views(*candidate)], axis=0)
+        mean = probs[candidate].mean(axis=0)
+        scores[candidate] = (round(float(np.nan_to_num(metrics.auc(mean, val.labels, positive), nan=-1.0)), 6),
+                             -round(metrics.log_loss(mean, val.labels), 6))  # rounded: rounding noise is a tie
+    chosen = max(candidates, key=lambda c: (scores[c], -candidates.index(c)))
+    names = {c: "+".join(n for n, on in (("hflip", c[0]), ("zoom", c[1])) if on) or "plain" for c in candidates}
+    return TestTimeViews(*chosen, {names[c]: scores[c][0] for c in candidates}, probs[chosen])
 
 
 def evaluate(run: TrainedRun) -> Evaluation:
@@ -95,9 +120,9 @@ def evaluate(run: TrainedRun) -> Evaluation:
     if not len(splits["test"]):
         raise ValueError(f"dataset {info.dataset} v{info.version} has no test rows to report on")
     val = splits["val"]
-    tta, tta_scores, val_probs = choose_tta(model, val, evaluation.tta_hflip, positive)
-    model.card.preprocessing.tta_hflip = tta
-    member_probs = {"val": val_probs, "test": model.member_probs(splits["test"].batches())}  # pixels streamed
+    tta = choose_tta(model, val, evaluation, positive)
+    model.card.preprocessing.tta_hflip, model.card.preprocessing.tta_zoom = tta.hflip, tta.zoom
+    member_probs = {"val": tta.member_probs, "test": model.member_probs(splits["test"].batches())}  # pixels streamed
     boosting = [m.boosting_weight for m in model.card.members]
     fitted = ensemble_fit.fit(member_probs["val"], val.labels, val.patients, positive, tuple(evaluation.combiners),
                           evaluation.temperature_scaling, evaluation.seed,
@@ -119,7 +144,7 @@ def evaluate(run: TrainedRun) -> Evaluation:
     doc = {
         "run_name": info.run.rstrip("/").rsplit("/", 1)[-1], "run": info.run, "classes": info.classes,
         "positive": positive, "ensemble": spec.model_dump(), "combiner_val_auc": candidates,
-        "tta_hflip": {"chosen": tta, "val_auc_of_the_members_mean": tta_scores},
+        "tta": tta.record(),
         "bootstrap_resamples": evaluation.bootstrap_resamples,
         "sizes": {s: {"images": len(split), "patients": len(set(split.patients))} for s, split in splits.items()},
         "results": {name: results[name] for name in [ENSEMBLE, *[m.name for m in model.card.members]]},

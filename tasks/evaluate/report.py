@@ -111,11 +111,19 @@ def table_rows(results: dict, split: str) -> list[list[str]]:
     return rows
 
 
+def test_time_views(metrics_doc: dict) -> str:
+    """The test-time views evaluation chose, in words."""
+    tta = metrics_doc.get("tta", {})
+    chosen = [name for name, on in (("its left-right flip", tta.get("hflip")),
+                                    (f"its centre zoom x{tta.get('zoom')}", tta.get("zoom"))) if on]
+    return "members averaged over the image" + "".join(f" and {name}" for name in chosen)
+
+
 def markdown(metrics_doc: dict, report_uri: str) -> str:
     lines = [f"# Evaluation of {metrics_doc['run_name']}", "",
              f"Ensemble: **{metrics_doc['ensemble']['combiner']}**, {EnsembleSpec.model_validate(metrics_doc['ensemble']).calibration()}, "
-             f"operating point {metrics_doc['ensemble']['threshold']:.3f} on p({metrics_doc['classes'][metrics_doc['positive']]}) "
-             "(chosen on validation).", ""]
+             f"operating point {metrics_doc['ensemble']['threshold']:.3f} on p({metrics_doc['classes'][metrics_doc['positive']]}), "
+             f"{test_time_views(metrics_doc)} (chosen on validation).", ""]
     for split in ("test", "val"):
         lines += [f"## {split} (95% patient-level bootstrap CIs)", "", "| model | " + " | ".join(HEADLINE) + " |",
                   "|---" * (len(HEADLINE) + 1) + "|"]
@@ -154,7 +162,8 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}figure{{display:i
 <p>Classes {html.escape(str(metrics_doc['classes']))}; positive class <b>{html.escape(metrics_doc['classes'][metrics_doc['positive']])}</b>.
 Ensemble combiner <b>{html.escape(ens['combiner'])}</b>
 (validation AUC of the candidates: {html.escape(str(metrics_doc['combiner_val_auc']))}),
-{html.escape(EnsembleSpec.model_validate(ens).calibration())}, operating point {ens['threshold']:.3f} — all chosen on validation.</p>
+{html.escape(EnsembleSpec.model_validate(ens).calibration())}, operating point {ens['threshold']:.3f},
+{html.escape(test_time_views(metrics_doc))} — all chosen on validation.</p>
 <p>Validation: {sizes['val']['images']} images of {sizes['val']['patients']} patients; test: {sizes['test']['images']} images of
 {sizes['test']['patients']} patients. 95% CIs from {metrics_doc['bootstrap_resamples']} patient-level bootstrap resamples.</p>
 <h2>Test</h2>{table('test')}<h2>Validation</h2>{table('val')}<h2>Plots</h2>{images}

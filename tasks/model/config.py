@@ -117,6 +117,9 @@ class EvaluationConfig(BaseModel):
                              "class-weighted loss's shift towards rare classes, so p >= 0.5 is the likelier class")
     tta_hflip: bool | Literal["auto"] = Field("auto", description="test-time augmentation: average over a left-right "
                                               "flip; auto: where it gives the better validation AUC (then loss)")
+    tta_zoom: bool | Literal["auto"] = Field("auto", description="test-time augmentation: average over a centre zoom by "
+                                             "tta_zoom_factor too; auto: as tta_hflip, the two chosen together")
+    tta_zoom_factor: float = Field(1.1, gt=1.0, le=2.0, description="the test-time zoom's magnification")
     bootstrap_resamples: int = Field(1000, ge=100, description="patient-level bootstrap resamples for the 95% CIs")
     positive_class: str | None = Field(None, description="binary tasks: the positive class (default: the one not named normal/negative)")
     seed: int = 0

@@ -103,9 +103,11 @@ def publish_model(info: RunInfo, config: EnsembleConfig, trained: list[MemberRec
     """Write ``model/model.json`` for the trained members (a plain mean ensemble until evaluated);
     the model's lineage carries the run's plan (members, seeds, schedules)."""
     members = [record.member() for record in trained]
+    evaluation = config.evaluation
     card = ModelCard(classes=info.classes, members=members,
                      preprocessing=Preprocessing(image_size=info.image_size, kind=info.kind, window=info.window,
-                                                 tta_hflip=config.evaluation.tta_hflip is True))
+                                                 tta_hflip=evaluation.tta_hflip is True,
+                                                 tta_zoom=evaluation.tta_zoom_factor if evaluation.tta_zoom is True else None))
     model = info.folder.model
     lineage = storage.read_json(info.folder.lineage)
     lineage["finished"] = provenance.utc_now()

@@ -21,6 +21,7 @@ from tasks.model.architectures import build_model
 from tasks.model.config import MemberPlan
 from tasks.model.ensemble import EnsembleSpec, combine
 from tasks.model.folders import ModelFolder, member_file, resolve_model
+from tasks.model.views import View, views
 
 FORMAT = 1
 
@@ -35,6 +36,13 @@ class Preprocessing(BaseModel):
     pixel_mean: float = PIXEL_MEAN
     pixel_std: float = PIXEL_STD
     tta_hflip: bool = Field(False, description="average each member over the image and its left-right flip")
+    tta_zoom: float | None = Field(None, description="average each member over the image and its centre zoom by this "
+                                   "factor too (and the zoom's flip, with tta_hflip)")
+
+    @property
+    def views(self) -> list[View]:
+        """The test-time views a member's prediction averages over."""
+        return views(self.tta_hflip, self.tta_zoom)
 
     @property
     def volumes(self) -> bool:
@@ -136,20 +144,22 @@ class EnsembleModel:
         p = self.card.preprocessing
         return network_input(images, p.pixel_mean, p.pixel_std).unsqueeze(1)
 
-    @torch.no_grad()
     def member_probs(self, batches: Iterable[np.ndarray]) -> np.ndarray:
-        """members x images x classes probabilities for batches of uint8 images (each N x H x W)."""
-        parts = [np.zeros((len(self.networks), 0, len(self.card.classes)))]
+        """members x images x classes probabilities for batches of uint8 images (each N x H x W),
+        averaged over the model card's test-time views."""
+        per_view = self.view_probs(batches, self.card.preprocessing.views)
+        return np.mean(list(per_view.values()), axis=0)
+
+    @torch.no_grad()
+    def view_probs(self, batches: Iterable[np.ndarray], views: list[View]) -> dict[View, np.ndarray]:
+        """members x images x classes probabilities of each view, from one pass over the batches."""
+        parts = {view: [np.zeros((len(self.networks), 0, len(self.card.classes)))] for view in views}
         for images in batches:
             x = self._tensor(images)
-            parts.append(np.stack([self._probs(net, x) for net in self.networks]).astype(np.float64))
-        return np.concatenate(parts, axis=1)
-
-    def _probs(self, net: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-        probs = torch.softmax(net(x), dim=1)
-        if self.card.preprocessing.tta_hflip:
-            probs = (probs + torch.softmax(net(torch.flip(x, dims=[-1])), dim=1)) / 2
-        return probs.numpy()
+            for view in views:
+                seen = view(x)
+                parts[view].append(np.stack([torch.softmax(net(seen), dim=1).numpy() for net in self.networks]).astype(np.float64))
+        return {view: np.concatenate(p, axis=1) for view, p in parts.items()}
 
     def predict_proba(self, batches: Iterable[np.ndarray]) -> np.ndarray:
         """The ensemble's images x classes probabilities, for batches of uint8 images (each N x H x W)."""

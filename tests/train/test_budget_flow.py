@@ -55,11 +55,12 @@ def test_boosted_members_train_in_sequence_on_reweighted_rows_and_combine_with_t
     result = evaluate_flow(EvaluateParams(run=run.uri))
     doc = json.loads(open(run.metrics).read())
     assert "boosted" in doc["combiner_val_auc"]
-    tta = doc["tta_hflip"]  # auto: both candidates scored on validation, the better one kept for predict
-    assert set(tta["val_auc_of_the_members_mean"]) == {"false", "true"}
+    tta = doc["tta"]  # auto: every candidate scored on validation, the better one kept for predict
+    assert set(tta["val_auc_of_the_members_mean"]) == {"plain", "hflip", "zoom", "hflip+zoom"}
     from tasks.model import store as model_store
 
-    assert model_store.load_card(run.model.uri).preprocessing.tta_hflip is tta["chosen"]
+    preprocessing = model_store.load_card(run.model.uri).preprocessing
+    assert (preprocessing.tta_hflip, preprocessing.tta_zoom) == (tta["hflip"], tta["zoom"])
     assert result.test.point["auc"] > 0.7
 
 

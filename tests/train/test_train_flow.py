@@ -31,7 +31,7 @@ from tests.corpora import ingested_corpus, read_csv, write
 CONFIG = EnsembleConfig.model_validate({
     "members": 2, "architectures": ["seed_cnn"], "bagging": True,
     "train": {"epochs": 3, "batch_size": 32, "learning_rate": 3e-3, "augment": {"affine": 0.3, "crop": 0}},
-    "evaluation": {"bootstrap_resamples": 200, "tta_hflip": True},
+    "evaluation": {"bootstrap_resamples": 200, "tta_hflip": True, "tta_zoom": True},
 })
 
 
@@ -50,7 +50,7 @@ def test_train_writes_members_model_card_and_lineage(trained):
     assert [m.seed for m in summary.members] == [0, 1]
     card = model_store.load_card(str(root / "run" / "model"))
     assert card.classes == ["abnormal", "normal"] and card.preprocessing.image_size == 32
-    assert card.preprocessing.tta_hflip
+    assert card.preprocessing.tta_hflip and card.preprocessing.tta_zoom == 1.1  # pinned: predict averages 4 views
     for member in card.members:
         assert os.path.exists(root / "run" / "model" / member.file)
     lineage = json.loads((root / "run" / "model" / "lineage.json").read_text())
