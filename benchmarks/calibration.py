@@ -26,14 +26,19 @@ from tasks.model.store import EnsembleModel
 CALIBRATIONS = {"none": None, "temperature": False, "temperature + class bias": True}
 
 
-def validation_members(run_uri: str) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, EvaluationConfig]:
-    """The members' validation probabilities (with the run's test-time flip rule), labels, positive
-    class, patients, and the run's evaluation config."""
+def validation_split(run_uri: str) -> tuple[EnsembleModel, Streamed, int, EvaluationConfig]:
+    """A trained run's model, its validation split (with patients), positive class and evaluation config."""
     run = load(run_uri)
     info, evaluation = run.info, run.config.evaluation
     positive = metrics.positive_index(info.classes, evaluation.positive_class)
     val = Streamed(info.dataset, "val", info.classes, info.version, patients=True)
-    model = EnsembleModel.load(info.folder.model.uri)
+    return EnsembleModel.load(info.folder.model.uri), val, positive, evaluation
+
+
+def validation_members(run_uri: str) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, EvaluationConfig]:
+    """The members' validation probabilities (with the run's test-time views rule), labels, positive
+    class, patients, and the run's evaluation config."""
+    model, val, positive, evaluation = validation_split(run_uri)
     member_probs = choose_tta(model, val, evaluation, positive).member_probs
     return member_probs, val.labels, positive, np.asarray(val.patients), evaluation
 

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 
 import numpy as np
+from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import StratifiedGroupKFold
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,10 +49,10 @@ RULES: dict[str, Rule] = {
 
 
 def held_out(probs: np.ndarray, labels: np.ndarray, positive: int, threshold: float) -> tuple[float, float]:
-    """Accuracy and balanced accuracy at ``threshold``."""
-    predicted = metrics.predict_labels(probs, threshold, positive)
-    hit = predicted == labels
-    return float(hit.mean()), float((hit[labels == positive].mean() + hit[labels != positive].mean()) / 2)
+    """Accuracy and balanced accuracy at ``threshold``, as evaluation reads them off the confusion matrix."""
+    cm = confusion_matrix(labels, metrics.predict_labels(probs, threshold, positive), labels=[0, 1])
+    scores = metrics.from_confusion(cm, positive)
+    return scores["accuracy"], scores["balanced_accuracy"]
 
 
 def compare(member_probs: np.ndarray, labels: np.ndarray, positive: int, patients: np.ndarray,

@@ -18,10 +18,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.calibration import validation_split  # noqa: E402
 from tasks.core import metrics  # noqa: E402
-from tasks.data.samples import Streamed  # noqa: E402
-from tasks.model.runs import load  # noqa: E402
-from tasks.model.store import EnsembleModel  # noqa: E402
 from tasks.model.views import View  # noqa: E402
 
 ZOOMS = (1.05, 1.1, 1.15, 1.2, 1.3)
@@ -35,11 +33,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+")
     args = parser.parse_args()
     for run_uri in args.runs:
-        run = load(run_uri)
-        info = run.info
-        positive = metrics.positive_index(info.classes, run.config.evaluation.positive_class)
-        val = Streamed(info.dataset, "val", info.classes, info.version, patients=True)
-        model = EnsembleModel.load(info.folder.model.uri)
+        model, val, positive, _ = validation_split(run_uri)
         per_view = model.view_probs(val.batches(), list(dict.fromkeys(v for views in SETS.values() for v in views)))
         print(f"{run_uri}: {len(val)} validation {'series' if model.card.preprocessing.volumes else 'images'}, "
               f"{len(model.networks)} members")
