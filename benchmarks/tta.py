@@ -5,7 +5,8 @@ zooms by several factors), and the members' own AUCs averaged.
     python benchmarks/tta.py RUN_URI [RUN_URI ...]
 
 The log-loss is before calibration (evaluation fits a temperature and bias afterwards), so AUC is the
-figure to compare. No test label is read.
+figure to compare. Last, what evaluation's rule (``choose_tta``: the fewest views within
+``tta_noise_se`` standard errors of the best set) chooses for the run. No test label is read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.calibration import validation_split  # noqa: E402
 from tasks.core import metrics  # noqa: E402
+from tasks.evaluate.evaluation import choose_tta  # noqa: E402
 from tasks.model.views import View  # noqa: E402
 
 ZOOMS = (1.05, 1.1, 1.15, 1.2, 1.3)
@@ -33,7 +35,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+")
     args = parser.parse_args()
     for run_uri in args.runs:
-        model, val, positive, _ = validation_split(run_uri)
+        model, val, positive, evaluation = validation_split(run_uri)
         per_view = model.view_probs(val.batches(), list(dict.fromkeys(v for views in SETS.values() for v in views)))
         print(f"{run_uri}: {len(val)} validation {'series' if model.card.preprocessing.volumes else 'images'}, "
               f"{len(model.networks)} members")
@@ -43,6 +45,9 @@ def main() -> None:
             own = np.mean([metrics.auc(m, val.labels, positive) for m in members])
             print(f"  {name:<18} members' mean: val AUC {metrics.auc(mean, val.labels, positive):.5f}, "
                   f"log-loss {metrics.log_loss(mean, val.labels):.4f}; members' own val AUC, averaged {own:.5f}")
+        rule = choose_tta(model, val, evaluation, positive)
+        print(f"  evaluation's rule (tta_noise_se {evaluation.tta_noise_se}) keeps hflip={rule.hflip} zoom={rule.zoom}; "
+              + ", ".join(f"{name} {auc:.5f} (gap SE {rule.gap_se[name]:.5f})" for name, auc in rule.val_auc.items()))
 
 
 if __name__ == "__main__":

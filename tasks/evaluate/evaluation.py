@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sklearn.metrics import roc_curve
 
 from tasks.core import metrics, storage
-from tasks.data.samples import Streamed
+from tasks.data.samples import Samples, Streamed
 from tasks.evaluate import report
 from tasks.model import ensemble, ensemble_fit
 from tasks.model import store as model_store
@@ -74,38 +74,60 @@ def score_all(jobs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarr
 @dataclass
 class TestTimeViews:
     """Evaluation's test-time augmentation: the chosen flip and zoom, each candidate's validation AUC
-    of the members' mean (by name: plain, hflip, zoom, hflip+zoom), and the chosen members' probabilities."""
+    of the members' mean (by name: plain, hflip, zoom, hflip+zoom) and the standard error of its gap to
+    the best candidate's, and the chosen members' probabilities."""
 
     hflip: bool
     zoom: float | None
     val_auc: dict[str, float]
+    gap_se: dict[str, float]
     member_probs: np.ndarray
 
     def record(self) -> dict:
-        return {"hflip": self.hflip, "zoom": self.zoom, "val_auc_of_the_members_mean": self.val_auc}
+        return {"hflip": self.hflip, "zoom": self.zoom, "val_auc_of_the_members_mean": self.val_auc,
+                "se_of_the_gap_to_the_best": self.gap_se}
 
 
 def _settings(setting: bool | str) -> list[bool]:
     return [False, True] if setting == "auto" else [bool(setting)]
 
 
-def choose_tta(model: EnsembleModel, val: Streamed, evaluation: EvaluationConfig, positive: int) -> TestTimeViews:
-    """Test-time flip and zoom, or neither: as configured, or (``auto``) whichever combination gives the
-    members' mean the better validation AUC, then loss; a tie keeps the fewer views. Every view is
+def fewest_within_noise(scores: dict[Any, tuple[float, float]], resampled_auc: dict[Any, np.ndarray],
+                        noise_se: float) -> tuple[Any, dict[Any, float]]:
+    """The one-standard-error rule, paired: the best candidate by ``scores`` (AUC, then minus loss; a
+    tie keeps the earlier), or the first candidate (they come fewest views first) whose AUC is within
+    ``noise_se`` standard errors of the best's, the error being that of their AUCs' difference over
+    the same bootstrap resamples. Also each candidate's standard error of its gap to the best.
+    ``noise_se`` 0: the best."""
+    order = list(scores)
+    best = max(order, key=lambda c: (scores[c], -order.index(c)))
+    gap_se = {c: float(np.nan_to_num(np.nanstd(resampled_auc[best] - resampled_auc[c]))) for c in order}
+    chosen = next(c for c in order if c == best or (noise_se > 0 and scores[best][0] - scores[c][0] <= noise_se * gap_se[c]))
+    return chosen, gap_se
+
+
+def choose_tta(model: EnsembleModel, val: Samples, evaluation: EvaluationConfig, positive: int) -> TestTimeViews:
+    """Test-time flip and zoom, or neither: as configured, or (``auto``) by ``fewest_within_noise`` on
+    validation: a view is added only where the members' mean gains more validation AUC than validation
+    can resolve (``tta_noise_se`` standard errors of the gain, patients resampled). Every view is
     predicted once, in one pass over validation."""
     factor = evaluation.tta_zoom_factor
     candidates = [(hflip, factor if zoom else None) for zoom in _settings(evaluation.tta_zoom)
                   for hflip in _settings(evaluation.tta_hflip)]  # fewest views first
     per_view = model.view_probs(val.batches(), list(dict.fromkeys(v for c in candidates for v in views(*c))))
-    probs, scores = {}, {}
+    patients = np.arange(len(val.labels)) if val.patients is None else np.asarray(val.patients)
+    weights = metrics.patient_weights(patients, evaluation.bootstrap_resamples, evaluation.seed)
+    probs, scores, resampled = {}, {}, {}
     for candidate in candidates:
         probs[candidate] = np.mean([per_view[v] for v in views(*candidate)], axis=0)
         mean = probs[candidate].mean(axis=0)
         scores[candidate] = (round(float(np.nan_to_num(metrics.auc(mean, val.labels, positive), nan=-1.0)), 6),
                              -round(metrics.log_loss(mean, val.labels), 6))  # rounded: rounding noise is a tie
-    chosen = max(candidates, key=lambda c: (scores[c], -candidates.index(c)))
+        resampled[candidate] = metrics.resampled_auc(mean, val.labels, weights, positive)
+    chosen, gap_se = fewest_within_noise(scores, resampled, evaluation.tta_noise_se)
     names = {c: "+".join(n for n, on in (("hflip", c[0]), ("zoom", c[1])) if on) or "plain" for c in candidates}
-    return TestTimeViews(*chosen, {names[c]: scores[c][0] for c in candidates}, probs[chosen])
+    return TestTimeViews(*chosen, {names[c]: scores[c][0] for c in candidates},
+                         {names[c]: round(gap_se[c], 6) for c in candidates}, probs[chosen])
 
 
 def evaluate(run: TrainedRun) -> Evaluation:

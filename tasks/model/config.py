@@ -116,10 +116,13 @@ class EvaluationConfig(BaseModel):
     class_bias: bool = Field(True, description="with temperature scaling, also fit a per-class bias: undoes the "
                              "class-weighted loss's shift towards rare classes, so p >= 0.5 is the likelier class")
     tta_hflip: bool | Literal["auto"] = Field("auto", description="test-time augmentation: average over a left-right "
-                                              "flip; auto: where it gives the better validation AUC (then loss)")
+                                              "flip; auto: where it gives the better validation AUC (then loss) by more than "
+                                              "validation's noise (tta_noise_se)")
     tta_zoom: bool | Literal["auto"] = Field("auto", description="test-time augmentation: average over a centre zoom by "
                                              "tta_zoom_factor too; auto: as tta_hflip, the two chosen together")
     tta_zoom_factor: float = Field(1.1, gt=1.0, le=2.0, description="the test-time zoom's magnification")
+    tta_noise_se: float = Field(1.0, ge=0.0, description="auto: the fewest views whose validation AUC is within this "
+                                "many standard errors (paired patient bootstrap) of the best set's; 0: the best set")
     bootstrap_resamples: int = Field(1000, ge=100, description="patient-level bootstrap resamples for the 95% CIs")
     positive_class: str | None = Field(None, description="binary tasks: the positive class (default: the one not named normal/negative)")
     seed: int = 0

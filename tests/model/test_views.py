@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from tasks.core import metrics
 from tasks.data.samples import InMemory
-from tasks.evaluate.evaluation import choose_tta
+from tasks.evaluate.evaluation import choose_tta, fewest_within_noise
 from tasks.model.config import EvaluationConfig
 from tasks.model.store import EnsembleModel, Member, ModelCard, Preprocessing
 from tasks.model.views import View, centre_zoom, views
@@ -77,3 +78,26 @@ def test_auto_keeps_the_zoom_where_validation_says_it_helps_and_the_fewer_views_
     assert bordered.zoom is None and bordered.val_auc["plain"] > bordered.val_auc["zoom"]
     pinned = choose_tta(model(), centred, EvaluationConfig(tta_hflip=False, tta_zoom=False), positive=1)
     assert (pinned.hflip, pinned.zoom, list(pinned.val_auc)) == (False, None, ["plain"])
+
+
+def test_a_view_is_added_only_for_a_gain_larger_than_validations_noise():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 300)
+    weights = metrics.patient_weights(np.arange(300), 1000, 0)
+
+    def judged(**scores: np.ndarray) -> tuple[dict, dict]:
+        probs = {name: np.stack([1 - p, p], axis=1) for name, p in
+                 ((name, 1 / (1 + np.exp(-s))) for name, s in scores.items())}
+        return ({name: (metrics.auc(p, labels, 1), -metrics.log_loss(p, labels)) for name, p in probs.items()},
+                {name: metrics.resampled_auc(p, labels, weights, 1) for name, p in probs.items()})
+
+    plain = labels + rng.normal(0, 1.0, 300)
+    lucky = labels + rng.normal(0, 1.0, 300)  # as good as plain in expectation, a little better on this draw
+    scores, resampled = judged(plain=plain, lucky=lucky)
+    chosen, gap_se = fewest_within_noise(scores, resampled, noise_se=1.0)
+    gain = scores["lucky"][0] - scores["plain"][0]
+    assert 0 < gain < gap_se["plain"] and gap_se["lucky"] == 0.0
+    assert chosen == "plain"  # within one standard error: the fewer views
+    assert fewest_within_noise(scores, resampled, noise_se=0.0)[0] == "lucky"  # 0: the best, as before
+    scores, resampled = judged(plain=plain, better=plain + 0.5 * labels)  # a gain on every resample
+    assert fewest_within_noise(scores, resampled, noise_se=1.0)[0] == "better"

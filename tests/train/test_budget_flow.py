@@ -57,6 +57,7 @@ def test_boosted_members_train_in_sequence_on_reweighted_rows_and_combine_with_t
     assert "boosted" in doc["combiner_val_auc"]
     tta = doc["tta"]  # auto: every candidate scored on validation, the better one kept for predict
     assert set(tta["val_auc_of_the_members_mean"]) == {"plain", "hflip", "zoom", "hflip+zoom"}
+    assert set(tta["se_of_the_gap_to_the_best"]) == set(tta["val_auc_of_the_members_mean"])
     from tasks.model import store as model_store
 
     preprocessing = model_store.load_card(run.model.uri).preprocessing
