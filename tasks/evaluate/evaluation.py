@@ -101,7 +101,8 @@ def fewest_within_noise(scores: dict[Any, tuple[float, float]], resampled_auc: d
     ``noise_se`` 0: the best."""
     order = list(scores)
     best = max(order, key=lambda c: (scores[c], -order.index(c)))
-    gap_se = {c: float(np.nan_to_num(np.nanstd(resampled_auc[best] - resampled_auc[c]))) for c in order}
+    gaps = {c: resampled_auc[best] - resampled_auc[c] for c in order}  # NaN in a resample without both classes
+    gap_se = {c: float(np.std(g[np.isfinite(g)])) if np.isfinite(g).any() else 0.0 for c, g in gaps.items()}
     chosen = next(c for c in order if c == best or (noise_se > 0 and scores[best][0] - scores[c][0] <= noise_se * gap_se[c]))
     return chosen, gap_se
 

@@ -3,6 +3,8 @@ among them on validation."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -80,24 +82,31 @@ def test_auto_keeps_the_zoom_where_validation_says_it_helps_and_the_fewer_views_
     assert (pinned.hflip, pinned.zoom, list(pinned.val_auc)) == (False, None, ["plain"])
 
 
+def judged(labels: np.ndarray, **scores: np.ndarray) -> tuple[dict, dict]:
+    """Each named score's (AUC, minus log-loss), as ``choose_tta`` scores it (no AUC: -1), and its AUC over
+    1000 bootstrap resamples of ``labels``."""
+    weights = metrics.patient_weights(np.arange(len(labels)), 1000, 0)
+    probs = {name: np.stack([1 - p, p], axis=1) for name, p in ((name, 1 / (1 + np.exp(-s))) for name, s in scores.items())}
+    return ({name: (float(np.nan_to_num(metrics.auc(p, labels, 1), nan=-1.0)), -metrics.log_loss(p, labels))
+             for name, p in probs.items()},
+            {name: metrics.resampled_auc(p, labels, weights, 1) for name, p in probs.items()})
+
+
 def test_a_view_is_added_only_for_a_gain_larger_than_validations_noise():
     rng = np.random.default_rng(4)
     labels = rng.integers(0, 2, 300)
-    weights = metrics.patient_weights(np.arange(300), 1000, 0)
-
-    def judged(**scores: np.ndarray) -> tuple[dict, dict]:
-        probs = {name: np.stack([1 - p, p], axis=1) for name, p in
-                 ((name, 1 / (1 + np.exp(-s))) for name, s in scores.items())}
-        return ({name: (metrics.auc(p, labels, 1), -metrics.log_loss(p, labels)) for name, p in probs.items()},
-                {name: metrics.resampled_auc(p, labels, weights, 1) for name, p in probs.items()})
-
     plain = labels + rng.normal(0, 1.0, 300)
     lucky = labels + rng.normal(0, 1.0, 300)  # as good as plain in expectation, a little better on this draw
-    scores, resampled = judged(plain=plain, lucky=lucky)
+    scores, resampled = judged(labels, plain=plain, lucky=lucky)
     chosen, gap_se = fewest_within_noise(scores, resampled, noise_se=1.0)
     gain = scores["lucky"][0] - scores["plain"][0]
     assert 0 < gain < gap_se["plain"] and gap_se["lucky"] == 0.0
     assert chosen == "plain"  # within one standard error: the fewer views
     assert fewest_within_noise(scores, resampled, noise_se=0.0)[0] == "lucky"  # 0: the best, as before
-    scores, resampled = judged(plain=plain, better=plain + 0.5 * labels)  # a gain on every resample
+    scores, resampled = judged(labels, plain=plain, better=plain + 0.5 * labels)  # a gain on every resample
     assert fewest_within_noise(scores, resampled, noise_se=1.0)[0] == "better"
+    normal = labels == 0
+    scores, resampled = judged(labels[normal], plain=plain[normal], other=lucky[normal])  # one class: no AUC
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no standard error, without a warning
+        assert fewest_within_noise(scores, resampled, noise_se=1.0) == ("plain", {"plain": 0.0, "other": 0.0})
