@@ -23,6 +23,7 @@ from benchmarks.calibration import validation_split  # noqa: E402
 from tasks.core import metrics  # noqa: E402
 from tasks.evaluate.evaluation import choose_tta  # noqa: E402
 from tasks.model.views import View  # noqa: E402
+from tasks.model.views import views as views_of  # noqa: E402
 
 ZOOMS = (1.05, 1.1, 1.15, 1.2, 1.3)
 SETS = {"plain": [View()], "flip": [View(), View(True)],
@@ -36,7 +37,8 @@ def main() -> None:
     args = parser.parse_args()
     for run_uri in args.runs:
         model, val, positive, evaluation = validation_split(run_uri)
-        per_view = model.view_probs(val.batches(), list(dict.fromkeys(v for views in SETS.values() for v in views)))
+        wanted = [v for views in SETS.values() for v in views] + views_of(True, evaluation.tta_zoom_factor)  # the rule's too
+        per_view = model.view_probs(val.batches(), list(dict.fromkeys(wanted)))
         print(f"{run_uri}: {len(val)} validation {'series' if model.card.preprocessing.volumes else 'images'}, "
               f"{len(model.networks)} members")
         for name, views in SETS.items():
@@ -45,7 +47,7 @@ def main() -> None:
             own = np.mean([metrics.auc(m, val.labels, positive) for m in members])
             print(f"  {name:<18} members' mean: val AUC {metrics.auc(mean, val.labels, positive):.5f}, "
                   f"log-loss {metrics.log_loss(mean, val.labels):.4f}; members' own val AUC, averaged {own:.5f}")
-        rule = choose_tta(model, val, evaluation, positive)
+        rule = choose_tta(model, val, evaluation, positive, predicted=per_view)
         print(f"  evaluation's rule (tta_noise_se {evaluation.tta_noise_se}) keeps hflip={rule.hflip} zoom={rule.zoom}; "
               + ", ".join(f"{name} {auc:.5f} (gap SE {rule.gap_se[name]:.5f})" for name, auc in rule.val_auc.items()))
 

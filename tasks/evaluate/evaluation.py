@@ -107,24 +107,31 @@ def fewest_within_noise(scores: dict[Any, tuple[float, float]], resampled_auc: d
     return chosen, gap_se
 
 
-def choose_tta(model: EnsembleModel, val: Samples, evaluation: EvaluationConfig, positive: int) -> TestTimeViews:
+def view_scores(mean: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int) -> tuple[tuple[float, float], np.ndarray]:
+    """A set of views' validation score, as ``fewest_within_noise`` ranks it: (AUC, minus log-loss) of the
+    members' ``mean``, rounded to 6 places (rounding noise is a tie; no AUC: -1), and its AUC in each
+    resample (row) of ``weights``."""
+    return ((round(float(np.nan_to_num(metrics.auc(mean, labels, positive), nan=-1.0)), 6), -round(metrics.log_loss(mean, labels), 6)),
+            metrics.resampled_auc(mean, labels, weights, positive))
+
+
+def choose_tta(model: EnsembleModel, val: Samples, evaluation: EvaluationConfig, positive: int,
+               predicted: dict | None = None) -> TestTimeViews:
     """Test-time flip and zoom, or neither: as configured, or (``auto``) by ``fewest_within_noise`` on
     validation: a view is added only where the members' mean gains more validation AUC than validation
     can resolve (``tta_noise_se`` standard errors of the gain, patients resampled). Every view is
-    predicted once, in one pass over validation."""
+    predicted once, in one pass over validation, unless ``predicted`` (``model.view_probs`` of ``val``
+    for these views and maybe others) is given."""
     factor = evaluation.tta_zoom_factor
     candidates = [(hflip, factor if zoom else None) for zoom in _settings(evaluation.tta_zoom)
                   for hflip in _settings(evaluation.tta_hflip)]  # fewest views first
-    per_view = model.view_probs(val.batches(), list(dict.fromkeys(v for c in candidates for v in views(*c))))
+    per_view = predicted or model.view_probs(val.batches(), list(dict.fromkeys(v for c in candidates for v in views(*c))))
     patients = np.arange(len(val.labels)) if val.patients is None else np.asarray(val.patients)
     weights = metrics.patient_weights(patients, evaluation.bootstrap_resamples, evaluation.seed)
     probs, scores, resampled = {}, {}, {}
     for candidate in candidates:
         probs[candidate] = np.mean([per_view[v] for v in views(*candidate)], axis=0)
-        mean = probs[candidate].mean(axis=0)
-        scores[candidate] = (round(float(np.nan_to_num(metrics.auc(mean, val.labels, positive), nan=-1.0)), 6),
-                             -round(metrics.log_loss(mean, val.labels), 6))  # rounded: rounding noise is a tie
-        resampled[candidate] = metrics.resampled_auc(mean, val.labels, weights, positive)
+        scores[candidate], resampled[candidate] = view_scores(probs[candidate].mean(axis=0), val.labels, weights, positive)
     chosen, gap_se = fewest_within_noise(scores, resampled, evaluation.tta_noise_se)
     names = {c: "+".join(n for n, on in (("hflip", c[0]), ("zoom", c[1])) if on) or "plain" for c in candidates}
     return TestTimeViews(*chosen, {names[c]: scores[c][0] for c in candidates},

@@ -12,7 +12,7 @@ from torch import nn
 
 from tasks.core import metrics
 from tasks.data.samples import InMemory
-from tasks.evaluate.evaluation import choose_tta, fewest_within_noise
+from tasks.evaluate.evaluation import choose_tta, fewest_within_noise, view_scores
 from tasks.model.config import EvaluationConfig
 from tasks.model.store import EnsembleModel, Member, ModelCard, Preprocessing
 from tasks.model.views import View, centre_zoom, views
@@ -83,13 +83,12 @@ def test_auto_keeps_the_zoom_where_validation_says_it_helps_and_the_fewer_views_
 
 
 def judged(labels: np.ndarray, **scores: np.ndarray) -> tuple[dict, dict]:
-    """Each named score's (AUC, minus log-loss), as ``choose_tta`` scores it (no AUC: -1), and its AUC over
-    1000 bootstrap resamples of ``labels``."""
+    """Each named score's ``view_scores`` (as ``choose_tta`` scores a set of views) over 1000 bootstrap
+    resamples of ``labels``, as two dicts: the point scores and the resampled AUCs."""
     weights = metrics.patient_weights(np.arange(len(labels)), 1000, 0)
-    probs = {name: np.stack([1 - p, p], axis=1) for name, p in ((name, 1 / (1 + np.exp(-s))) for name, s in scores.items())}
-    return ({name: (float(np.nan_to_num(metrics.auc(p, labels, 1), nan=-1.0)), -metrics.log_loss(p, labels))
-             for name, p in probs.items()},
-            {name: metrics.resampled_auc(p, labels, weights, 1) for name, p in probs.items()})
+    judged = {name: view_scores(np.stack([1 - p, p], axis=1), labels, weights, 1)
+              for name, p in ((name, 1 / (1 + np.exp(-s))) for name, s in scores.items())}
+    return {name: j[0] for name, j in judged.items()}, {name: j[1] for name, j in judged.items()}
 
 
 def test_a_view_is_added_only_for_a_gain_larger_than_validations_noise():
