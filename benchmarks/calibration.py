@@ -47,7 +47,8 @@ def validation_probs(run_uri: str) -> tuple[np.ndarray, np.ndarray, int, np.ndar
     """The chosen combiner's uncalibrated validation probabilities, labels, positive class, patients."""
     member_probs, labels, positive, patients, evaluation = validation_members(run_uri)
     fitted = ensemble_fit.fit(member_probs, labels, patients, positive, tuple(evaluation.combiners),
-                          temperature_scaling=False, seed=evaluation.seed)
+                          temperature_scaling=False, seed=evaluation.seed,
+                          noise_se=evaluation.combiner_noise_se)
     return fitted.val_probs, labels, positive, patients
 
 

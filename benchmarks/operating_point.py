@@ -56,14 +56,15 @@ def held_out(probs: np.ndarray, labels: np.ndarray, positive: int, threshold: fl
 
 
 def compare(member_probs: np.ndarray, labels: np.ndarray, positive: int, patients: np.ndarray,
-            combiners: tuple[str, ...], repeats: int) -> dict[str, np.ndarray]:
+            combiners: tuple[str, ...], repeats: int, noise_se: float = 0.0) -> dict[str, np.ndarray]:
     """Per rule, (repeats x 2) held-out (accuracy, balanced accuracy)."""
     rng = np.random.default_rng(0)
     scores: dict[str, list] = {name: [] for name in RULES}
     for repeat in range(repeats):
         halves = StratifiedGroupKFold(2, shuffle=True, random_state=repeat).split(labels, labels, patients)
         fit_half, score_half = next(halves)
-        fitted = ensemble_fit.fit(member_probs[:, fit_half], labels[fit_half], patients[fit_half], positive, combiners)
+        fitted = ensemble_fit.fit(member_probs[:, fit_half], labels[fit_half], patients[fit_half], positive, combiners,
+                                   noise_se=noise_se)
         spec = fitted.spec
         scored = ensemble.calibrate(ensemble.combine(member_probs[:, score_half], spec), spec.temperature, spec.bias)
         for name, rule in RULES.items():
@@ -83,7 +84,8 @@ def main() -> None:
             print(f"{run_uri}: not a binary task, no operating point")
             continue
         print(f"{run_uri}: {len(labels)} validation images, {int(np.sum(labels == positive))} positive")
-        for name, v in compare(member_probs, labels, positive, patients, tuple(evaluation.combiners), args.repeats).items():
+        for name, v in compare(member_probs, labels, positive, patients, tuple(evaluation.combiners), args.repeats,
+                                     evaluation.combiner_noise_se).items():
             print(f"  {name:<25} held-out ACC {v[:, 0].mean():.4f} (sd {v[:, 0].std():.4f})  "
                   f"balanced ACC {v[:, 1].mean():.4f} (sd {v[:, 1].std():.4f})")
 

@@ -8,6 +8,8 @@ weights each image by its patient's multiplicity, so images of one patient move 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score, roc_curve
@@ -164,6 +166,21 @@ def resampled_auc(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, po
     if probs.shape[1] == 2:
         return _binary_auc(probs[:, positive], labels == positive, weights)
     return np.stack([_binary_auc(probs[:, c], labels == c, weights) for c in range(probs.shape[1])]).mean(axis=0)
+
+
+def simplest_within_noise(scores: dict[Any, tuple[float, ...]], resampled_auc: dict[Any, np.ndarray],
+                          noise_se: float) -> tuple[Any, dict[Any, float]]:
+    """The one-standard-error rule of model selection, paired: of candidates given simplest first, the
+    best by ``scores`` (AUC first, then the rest of the tuple; a tie keeps the simpler), or the first
+    whose AUC is within ``noise_se`` standard errors of the best's, the error being that of their AUCs'
+    difference over the same bootstrap resamples (``resampled_auc``). Also each candidate's standard
+    error of its gap to the best. ``noise_se`` 0: the best."""
+    order = list(scores)
+    best = max(order, key=lambda c: (scores[c], -order.index(c)))
+    gaps = {c: resampled_auc[best] - resampled_auc[c] for c in order}  # NaN in a resample without both classes
+    gap_se = {c: float(np.std(g[np.isfinite(g)])) if np.isfinite(g).any() else 0.0 for c, g in gaps.items()}
+    chosen = next(c for c in order if c == best or (noise_se > 0 and scores[best][0] - scores[c][0] <= noise_se * gap_se[c]))
+    return chosen, gap_se
 
 
 def _resampled_ece(probs: np.ndarray, labels: np.ndarray, positive: int, weights: np.ndarray) -> np.ndarray:

@@ -92,23 +92,8 @@ def _settings(setting: bool | str) -> list[bool]:
     return [False, True] if setting == "auto" else [bool(setting)]
 
 
-def fewest_within_noise(scores: dict[Any, tuple[float, float]], resampled_auc: dict[Any, np.ndarray],
-                        noise_se: float) -> tuple[Any, dict[Any, float]]:
-    """The one-standard-error rule, paired: the best candidate by ``scores`` (AUC, then minus loss; a
-    tie keeps the earlier), or the first candidate (they come fewest views first) whose AUC is within
-    ``noise_se`` standard errors of the best's, the error being that of their AUCs' difference over
-    the same bootstrap resamples. Also each candidate's standard error of its gap to the best.
-    ``noise_se`` 0: the best."""
-    order = list(scores)
-    best = max(order, key=lambda c: (scores[c], -order.index(c)))
-    gaps = {c: resampled_auc[best] - resampled_auc[c] for c in order}  # NaN in a resample without both classes
-    gap_se = {c: float(np.std(g[np.isfinite(g)])) if np.isfinite(g).any() else 0.0 for c, g in gaps.items()}
-    chosen = next(c for c in order if c == best or (noise_se > 0 and scores[best][0] - scores[c][0] <= noise_se * gap_se[c]))
-    return chosen, gap_se
-
-
 def view_scores(mean: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int) -> tuple[tuple[float, float], np.ndarray]:
-    """A set of views' validation score, as ``fewest_within_noise`` ranks it: (AUC, minus log-loss) of the
+    """A set of views' validation score, as ``metrics.simplest_within_noise`` ranks it: (AUC, minus log-loss) of the
     members' ``mean``, rounded to 6 places (rounding noise is a tie; no AUC: -1), and its AUC in each
     resample (row) of ``weights``."""
     return ((round(float(np.nan_to_num(metrics.auc(mean, labels, positive), nan=-1.0)), 6), -round(metrics.log_loss(mean, labels), 6)),
@@ -117,7 +102,7 @@ def view_scores(mean: np.ndarray, labels: np.ndarray, weights: np.ndarray, posit
 
 def choose_tta(model: EnsembleModel, val: Samples, evaluation: EvaluationConfig, positive: int,
                predicted: dict | None = None) -> TestTimeViews:
-    """Test-time flip and zoom, or neither: as configured, or (``auto``) by ``fewest_within_noise`` on
+    """Test-time flip and zoom, or neither: as configured, or (``auto``) by ``metrics.simplest_within_noise`` on
     validation: a view is added only where the members' mean gains more validation AUC than validation
     can resolve (``tta_noise_se`` standard errors of the gain, patients resampled). Every view is
     predicted once, in one pass over validation, unless ``predicted`` (``model.view_probs`` of ``val``
@@ -132,7 +117,7 @@ def choose_tta(model: EnsembleModel, val: Samples, evaluation: EvaluationConfig,
     for candidate in candidates:
         probs[candidate] = np.mean([per_view[v] for v in views(*candidate)], axis=0)
         scores[candidate], resampled[candidate] = view_scores(probs[candidate].mean(axis=0), val.labels, weights, positive)
-    chosen, gap_se = fewest_within_noise(scores, resampled, evaluation.tta_noise_se)
+    chosen, gap_se = metrics.simplest_within_noise(scores, resampled, evaluation.tta_noise_se)
     names = {c: "+".join(n for n, on in (("hflip", c[0]), ("zoom", c[1])) if on) or "plain" for c in candidates}
     return TestTimeViews(*chosen, {names[c]: scores[c][0] for c in candidates},
                          {names[c]: round(gap_se[c], 6) for c in candidates}, probs[chosen])
@@ -157,7 +142,8 @@ def evaluate(run: TrainedRun) -> Evaluation:
     fitted = ensemble_fit.fit(member_probs["val"], val.labels, val.patients, positive, tuple(evaluation.combiners),
                           evaluation.temperature_scaling, evaluation.seed,
                           boosting_weights=boosting if all(w is not None for w in boosting) else None,
-                          class_bias=evaluation.class_bias)
+                          class_bias=evaluation.class_bias, noise_se=evaluation.combiner_noise_se,
+                          resamples=evaluation.bootstrap_resamples)
     spec, candidates, ensemble_val = fitted.spec, fitted.candidate_auc, fitted.val_probs
     model.card.ensemble = spec
     model_store.save_card(model_uri, model.card)  # predict now uses the fitted ensemble
@@ -174,6 +160,7 @@ def evaluate(run: TrainedRun) -> Evaluation:
     doc = {
         "run_name": info.run.rstrip("/").rsplit("/", 1)[-1], "run": info.run, "classes": info.classes,
         "positive": positive, "ensemble": spec.model_dump(), "combiner_val_auc": candidates,
+        "combiner_se_of_the_gap_to_the_best": fitted.gap_se,
         "tta": tta.record(),
         "bootstrap_resamples": evaluation.bootstrap_resamples,
         "sizes": {s: {"images": len(split), "patients": len(set(split.patients))} for s, split in splits.items()},

@@ -111,7 +111,11 @@ def known_names(names: list[str], known: Iterable[str], message: Callable[[list[
 class EvaluationConfig(BaseModel):
     """How members are combined and judged; every choice is fitted on validation, reported on test."""
 
-    combiners: list[str] = Field(default_factory=lambda: list(COMBINERS), description="candidates; the best on validation wins")
+    combiners: list[str] = Field(default_factory=lambda: list(COMBINERS), description="candidates; the simplest "
+                                 "whose validation AUC is within combiner_noise_se of the best's wins")
+    combiner_noise_se: float = Field(1.0, ge=0.0, description="the simplest combiner (in the order of COMBINERS) whose "
+                                     "validation AUC is within this many standard errors (paired patient bootstrap) of "
+                                     "the best's; 0: the best")
     temperature_scaling: bool = Field(True, description="fit a temperature on validation")
     class_bias: bool = Field(True, description="with temperature scaling, also fit a per-class bias: undoes the "
                              "class-weighted loss's shift towards rare classes, so p >= 0.5 is the likelier class")

@@ -1,5 +1,5 @@
-"""Fitting an ensemble's ``EnsembleSpec`` on validation data: the combiner with the best validation
-AUC (stacking cross-fitted by patient), then the calibration (a temperature and, by default, a
+"""Fitting an ensemble's ``EnsembleSpec`` on validation data: the simplest combiner whose validation
+AUC is within validation's noise of the best's (stacking cross-fitted by patient), then the calibration (a temperature and, by default, a
 per-class bias: the class-weighted loss shifts probabilities towards rare classes, and the bias
 shifts them back) and the operating point. Evaluation imports this module; training does not
 (scikit-learn's linear models and SciPy's optimiser cost each process seconds of imports).
@@ -67,22 +67,28 @@ def fit_stacking(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarra
 
 @dataclass
 class FittedEnsemble:
-    """The chosen spec, each candidate combiner's validation AUC, and the validation probabilities to
-    report (out-of-fold for stacking, so validation metrics are not fitted on themselves)."""
+    """The chosen spec, each candidate combiner's validation AUC and the standard error of its gap to the
+    best candidate's, and the validation probabilities to report (out-of-fold for stacking, so
+    validation metrics are not fitted on themselves)."""
 
     spec: EnsembleSpec
     candidate_auc: dict[str, float]
     val_probs: np.ndarray
+    gap_se: dict[str, float]
 
 
 def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positive: int,
         combiners: tuple[str, ...] = COMBINERS, temperature_scaling: bool = True, seed: int = 0,
-        boosting_weights: list[float] | None = None, class_bias: bool = True) -> FittedEnsemble:
-    """Choose the combiner with the best validation AUC (stacking judged on its out-of-fold
-    predictions), then fit the calibration (temperature, and ``class_bias``) and operating point on validation. ``boosted`` is a
-    candidate only for a boosted run (``boosting_weights``, one per member, not all zero)."""
+        boosting_weights: list[float] | None = None, class_bias: bool = True,
+        noise_se: float = 0.0, resamples: int = 1000) -> FittedEnsemble:
+    """Choose the combiner by ``metrics.simplest_within_noise`` (candidates simplest first, as
+    ``COMBINERS`` orders them): the best validation AUC (stacking judged on its out-of-fold
+    predictions), or a simpler combiner within ``noise_se`` standard errors of it (``resamples``
+    patient-level bootstrap resamples of validation; 0: the best). Then fit the calibration
+    (temperature, and ``class_bias``) and operating point on validation. ``boosted`` is a candidate
+    only for a boosted run (``boosting_weights``, one per member, not all zero)."""
     candidates: dict[str, tuple[EnsembleSpec, np.ndarray]] = {}
-    for name in combiners:
+    for name in sorted(combiners, key=COMBINERS.index):
         if name == "stacking":
             stacked = fit_stacking(member_probs, labels, groups, seed)
             if stacked is None:
@@ -97,11 +103,14 @@ def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positi
             spec.weights = validation_weights(member_probs, labels, positive)
         candidates[name] = (spec, combine(member_probs, spec))
     scores = {name: metrics.auc(p, labels, positive) for name, (_, p) in candidates.items()}
-    best = max(candidates, key=lambda name: (np.nan_to_num(scores[name], nan=-1.0), -COMBINERS.index(name)))
+    weights = metrics.patient_weights(groups, resamples, seed)
+    best, gap_se = metrics.simplest_within_noise(
+        {name: (round(float(np.nan_to_num(auc, nan=-1.0)), 6),) for name, auc in scores.items()},
+        {name: metrics.resampled_auc(p, labels, weights, positive) for name, (_, p) in candidates.items()}, noise_se)
     spec, val_probs = candidates[best]
     spec.positive = positive
     if temperature_scaling and spec.combiner != "vote":
         spec.temperature, spec.bias = fit_calibration(val_probs, labels, class_bias)
         val_probs = calibrate(val_probs, spec.temperature, spec.bias)
     spec.threshold = metrics.operating_point(val_probs, labels, positive)
-    return FittedEnsemble(spec, scores, val_probs)
+    return FittedEnsemble(spec, scores, val_probs, {name: round(se, 6) for name, se in gap_se.items()})

@@ -104,6 +104,27 @@ def test_fit_picks_a_combiner_on_validation_and_downweights_the_noise_member():
     assert 0 < spec.threshold < 1 and 0.25 <= spec.temperature <= 8
 
 
+def test_a_combiner_simpler_than_the_best_wins_unless_the_best_gains_more_than_validations_noise():
+    """Members of equal skill: weighting or stacking them can only fit validation's noise, so the mean,
+    the simplest combiner, is kept unless noise_se is 0 and another combiner scored a hair better. A
+    skilled member beside pure noise gives the weighted combiner a gain beyond the noise."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    groups = np.arange(len(labels))
+    equal = np.stack([softmax(np.stack([-z, z], 1), axis=1)
+                      for z in (1.2 * (labels - 0.5) + rng.normal(0, 1, (3, len(labels))))])
+    best = ensemble_fit.fit(equal, labels, groups, positive=1, combiners=("mean", "weighted", "stacking"), noise_se=0.0)
+    simplest = ensemble_fit.fit(equal, labels, groups, positive=1, combiners=("mean", "weighted", "stacking"), noise_se=1.0)
+    scores = simplest.candidate_auc
+    assert best.spec.combiner != "mean" and scores[best.spec.combiner] > scores["mean"]  # a lucky gain...
+    assert scores[best.spec.combiner] - scores["mean"] <= simplest.gap_se["mean"]  # ...within one standard error
+    assert simplest.spec.combiner == "mean" and simplest.gap_se[best.spec.combiner] == 0.0
+    noisy = np.concatenate([equal[:1], np.stack([softmax(np.stack([-z, z], 1), axis=1)
+                                                 for z in rng.normal(0, 1, (4, len(labels)))])])
+    assert ensemble_fit.fit(noisy, labels, groups, positive=1, combiners=("weighted", "mean"),
+                            noise_se=1.0).spec.combiner == "weighted"  # given in any order: tried simplest first
+
+
 def test_unknown_combiner_is_refused():
     with pytest.raises(ValueError, match="unknown combiner 'median'"):
         ensemble.combine(MEMBERS, EnsembleSpec(combiner="median"))

@@ -12,7 +12,7 @@ from torch import nn
 
 from tasks.core import metrics
 from tasks.data.samples import InMemory
-from tasks.evaluate.evaluation import choose_tta, fewest_within_noise, view_scores
+from tasks.evaluate.evaluation import choose_tta, view_scores
 from tasks.model.config import EvaluationConfig
 from tasks.model.store import EnsembleModel, Member, ModelCard, Preprocessing
 from tasks.model.views import View, centre_zoom, views
@@ -97,15 +97,15 @@ def test_a_view_is_added_only_for_a_gain_larger_than_validations_noise():
     plain = labels + rng.normal(0, 1.0, 300)
     lucky = labels + rng.normal(0, 1.0, 300)  # as good as plain in expectation, a little better on this draw
     scores, resampled = judged(labels, plain=plain, lucky=lucky)
-    chosen, gap_se = fewest_within_noise(scores, resampled, noise_se=1.0)
+    chosen, gap_se = metrics.simplest_within_noise(scores, resampled, noise_se=1.0)
     gain = scores["lucky"][0] - scores["plain"][0]
     assert 0 < gain < gap_se["plain"] and gap_se["lucky"] == 0.0
     assert chosen == "plain"  # within one standard error: the fewer views
-    assert fewest_within_noise(scores, resampled, noise_se=0.0)[0] == "lucky"  # 0: the best, as before
+    assert metrics.simplest_within_noise(scores, resampled, noise_se=0.0)[0] == "lucky"  # 0: the best, as before
     scores, resampled = judged(labels, plain=plain, better=plain + 0.5 * labels)  # a gain on every resample
-    assert fewest_within_noise(scores, resampled, noise_se=1.0)[0] == "better"
+    assert metrics.simplest_within_noise(scores, resampled, noise_se=1.0)[0] == "better"
     normal = labels == 0
     scores, resampled = judged(labels[normal], plain=plain[normal], other=lucky[normal])  # one class: no AUC
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and no standard error, without a warning
-        assert fewest_within_noise(scores, resampled, noise_se=1.0) == ("plain", {"plain": 0.0, "other": 0.0})
+        assert metrics.simplest_within_noise(scores, resampled, noise_se=1.0) == ("plain", {"plain": 0.0, "other": 0.0})

@@ -102,6 +102,7 @@ def test_evaluate_reports_ensemble_and_members_with_cis(evaluated):
             assert ci["auc"][0] <= point["auc"] <= ci["auc"][1]
     assert result.test.point["auc"] > 0.8  # the synthetic task is learnable
     assert doc["ensemble"]["combiner"] in doc["combiner_val_auc"]
+    assert set(doc["combiner_se_of_the_gap_to_the_best"]) == set(doc["combiner_val_auc"])  # the rule's record
     card = model_store.load_card(str(root / "run" / "model"))
     assert card.ensemble.combiner == doc["ensemble"]["combiner"]  # predict uses the fitted ensemble
     for name in ("index.html", "roc_test.png", "confusion_test.png", "reliability_test.png", "training_curves.png"):
