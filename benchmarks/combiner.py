@@ -18,11 +18,11 @@ import sys
 from collections import Counter
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.calibration import validation_members  # noqa: E402
+from benchmarks.operating_point import halves  # noqa: E402
 from tasks.core import metrics  # noqa: E402
 from tasks.model import ensemble, ensemble_fit  # noqa: E402
 
@@ -33,8 +33,7 @@ def compare(member_probs: np.ndarray, labels: np.ndarray, positive: int, patient
     """Per rule (a ``noise_se``): the held-out AUC of each halving's chosen combiner, and the choices."""
     out: dict[float, tuple[list, Counter]] = {rule: ([], Counter()) for rule in rules}
     for repeat in range(repeats):
-        halves = StratifiedGroupKFold(2, shuffle=True, random_state=repeat).split(labels, labels, patients)
-        fit_half, score_half = next(halves)
+        fit_half, score_half = halves(labels, patients, repeat)
         for rule in rules:
             fitted = ensemble_fit.fit(member_probs[:, fit_half], labels[fit_half], patients[fit_half], positive,
                                       combiners, seed=repeat, noise_se=rule, resamples=resamples)

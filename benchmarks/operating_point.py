@@ -55,14 +55,18 @@ def held_out(probs: np.ndarray, labels: np.ndarray, positive: int, threshold: fl
     return scores["accuracy"], scores["balanced_accuracy"]
 
 
+def halves(labels: np.ndarray, patients: np.ndarray, repeat: int) -> tuple[np.ndarray, np.ndarray]:
+    """Halving ``repeat`` of validation, grouped by patient and stratified by class: (fitting half, scored half)."""
+    return next(StratifiedGroupKFold(2, shuffle=True, random_state=repeat).split(labels, labels, patients))
+
+
 def compare(member_probs: np.ndarray, labels: np.ndarray, positive: int, patients: np.ndarray,
             combiners: tuple[str, ...], repeats: int, noise_se: float = 0.0) -> dict[str, np.ndarray]:
     """Per rule, (repeats x 2) held-out (accuracy, balanced accuracy)."""
     rng = np.random.default_rng(0)
     scores: dict[str, list] = {name: [] for name in RULES}
     for repeat in range(repeats):
-        halves = StratifiedGroupKFold(2, shuffle=True, random_state=repeat).split(labels, labels, patients)
-        fit_half, score_half = next(halves)
+        fit_half, score_half = halves(labels, patients, repeat)
         fitted = ensemble_fit.fit(member_probs[:, fit_half], labels[fit_half], patients[fit_half], positive, combiners,
                                    noise_se=noise_se)
         spec = fitted.spec

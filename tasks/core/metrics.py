@@ -168,6 +168,12 @@ def resampled_auc(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, po
     return np.stack([_binary_auc(probs[:, c], labels == c, weights) for c in range(probs.shape[1])]).mean(axis=0)
 
 
+def rank_score(value: float) -> float:
+    """A score as ``simplest_within_noise`` ranks it: rounded to 6 places (rounding noise is a tie), NaN
+    (no AUC: a class missing) as -1."""
+    return round(float(np.nan_to_num(value, nan=-1.0)), 6)
+
+
 def simplest_within_noise(scores: dict[Any, tuple[float, ...]], resampled_auc: dict[Any, np.ndarray],
                           noise_se: float) -> tuple[Any, dict[Any, float]]:
     """The one-standard-error rule of model selection, paired: of candidates given simplest first, the

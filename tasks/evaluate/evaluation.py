@@ -94,9 +94,8 @@ def _settings(setting: bool | str) -> list[bool]:
 
 def view_scores(mean: np.ndarray, labels: np.ndarray, weights: np.ndarray, positive: int) -> tuple[tuple[float, float], np.ndarray]:
     """A set of views' validation score, as ``metrics.simplest_within_noise`` ranks it: (AUC, minus log-loss) of the
-    members' ``mean``, rounded to 6 places (rounding noise is a tie; no AUC: -1), and its AUC in each
-    resample (row) of ``weights``."""
-    return ((round(float(np.nan_to_num(metrics.auc(mean, labels, positive), nan=-1.0)), 6), -round(metrics.log_loss(mean, labels), 6)),
+    members' ``mean``, each ``metrics.rank_score``, and its AUC in each resample (row) of ``weights``."""
+    return ((metrics.rank_score(metrics.auc(mean, labels, positive)), metrics.rank_score(-metrics.log_loss(mean, labels))),
             metrics.resampled_auc(mean, labels, weights, positive))
 
 

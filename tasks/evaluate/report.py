@@ -161,7 +161,8 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}figure{{display:i
 </head><body><h1>medflow evaluation: {html.escape(metrics_doc['run_name'])}</h1>
 <p>Classes {html.escape(str(metrics_doc['classes']))}; positive class <b>{html.escape(metrics_doc['classes'][metrics_doc['positive']])}</b>.
 Ensemble combiner <b>{html.escape(ens['combiner'])}</b>
-(validation AUC of the candidates: {html.escape(str(metrics_doc['combiner_val_auc']))}; the simplest within validation's noise of the best),
+(validation AUC of the candidates: {html.escape(str(metrics_doc['combiner_val_auc']))};
+the simplest within combiner_noise_se standard errors of the best),
 {html.escape(EnsembleSpec.model_validate(ens).calibration())}, operating point {ens['threshold']:.3f},
 {html.escape(test_time_views(metrics_doc))} — all chosen on validation.</p>
 <p>Validation: {sizes['val']['images']} images of {sizes['val']['patients']} patients; test: {sizes['test']['images']} images of

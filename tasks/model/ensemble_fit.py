@@ -105,7 +105,7 @@ def fit(member_probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positi
     scores = {name: metrics.auc(p, labels, positive) for name, (_, p) in candidates.items()}
     weights = metrics.patient_weights(groups, resamples, seed)
     best, gap_se = metrics.simplest_within_noise(
-        {name: (round(float(np.nan_to_num(auc, nan=-1.0)), 6),) for name, auc in scores.items()},
+        {name: (metrics.rank_score(auc),) for name, auc in scores.items()},
         {name: metrics.resampled_auc(p, labels, weights, positive) for name, (_, p) in candidates.items()}, noise_se)
     spec, val_probs = candidates[best]
     spec.positive = positive
